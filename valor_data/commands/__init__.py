@@ -1,0 +1,1 @@
+"""CLI subcommands, one module per stage (registered in ``valor_data.cli.COMMANDS``)."""

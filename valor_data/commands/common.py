@@ -1,0 +1,31 @@
+"""Options and parsers shared by every stage command."""
+
+from __future__ import annotations
+
+import click
+
+from valor_data.workdir import Workdir
+
+
+def _to_workdir(ctx, param, value):
+    return Workdir.create(value) if value is not None else None
+
+
+workdir_option = click.option(
+    "-w", "--workdir", required=True, envvar="VALOR_WORKDIR", callback=_to_workdir,
+    type=click.Path(file_okay=False), help="Work directory holding every stage's tables (env VALOR_WORKDIR).")
+
+pipeline_option = click.option(
+    "--pipeline", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="Pipeline YAML (pipelines/*.yaml) with per-stage settings; flags override it.")
+
+
+def split_spec(value: str) -> tuple[str | None, str]:
+    """``subset=path`` -> (subset, path); a bare ``path`` -> (None, path)."""
+    name, sep, path = value.partition("=")
+    return (name, path) if sep and name and "/" not in name else (None, value)
+
+
+def csv_list(value: str | None) -> list[str]:
+    """``a,b, c`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]

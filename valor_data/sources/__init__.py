@@ -1,0 +1,1 @@
+"""One module per corpus, each turning its published files into clip-table rows."""

@@ -1,0 +1,244 @@
+"""Make a labelled synthetic corpus: clean clips, defective clips, truth and manifests.
+
+Output folder::
+
+    OUT/media/<video_id>.<ext>          source videos (longer than their segment by default)
+    OUT/truth.jsonl                     one line per clip: content, caption, kind (clean or defect)
+    OUT/<subset>_segments.csv           AudioSet official layout (comment lines, num_segs=)
+    OUT/valor_captions.json             VALOR desc form: [{"video_id": <valor_id>, "desc": caption}]
+    OUT/class_labels_indices.csv, OUT/ontology.json   the AudioSet classes the sounds use
+
+Video ids look like YouTube ids (11 characters of ``[A-Za-z0-9_-]``, some starting with
+``-``), so the corpus goes through the AudioSet code paths unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import string
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from valor_data.ids import valor_id
+from valor_data.synth import defects
+from valor_data.synth.content import SOUNDS, Content, random_content
+from valor_data.synth.render import EXTENSIONS, RenderSpec
+
+log = logging.getLogger(__name__)
+
+_ID_CHARS = string.ascii_letters + string.digits + "-_"
+# (container, video codec, audio codec, sample rate) combinations a clean clip may use
+FORMATS = {
+    "mp4": [("mp4", "h264", "aac", 44100)],
+    "varied": [("mp4", "h264", "aac", 44100), ("mp4", "h264", "aac", 48000), ("mp4", "mpeg4", "mp3", 44100),
+               ("matroska", "h264", "opus", 48000), ("webm", "vp9", "opus", 48000),
+               ("matroska", "mpeg4", "vorbis", 32000)],
+}
+SIZES = [(320, 240), (426, 240), (480, 270), (480, 360)]
+
+
+@dataclass
+class SynthConfig:
+    """What to make. Defects are ``{name: count}`` with names from ``defects.DEFECTS``."""
+
+    clips: int = 50
+    defects: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+    source_seconds: tuple[float, float] = (30.0, 60.0)
+    segment_seconds: float = 10.0
+    short_fraction: float = 0.1          # clean clips whose segment ends early at the end of the source
+    formats: str = "mp4"                 # mp4 | varied
+    subsets: dict[str, float] = field(default_factory=lambda: {"balanced_train": 1.0})
+    workers: int = 0                     # 0: one per CPU
+
+    def __post_init__(self):
+        unknown = set(self.defects) - set(defects.DEFECTS)
+        if unknown:
+            raise ValueError(f"unknown defect(s) {sorted(unknown)}; known: {', '.join(defects.DEFECTS)}")
+        if self.formats not in FORMATS:
+            raise ValueError(f"formats must be one of {sorted(FORMATS)}")
+
+
+@dataclass
+class SynthClip:
+    """One clip of the corpus and everything known about it (a line of truth.jsonl)."""
+
+    video_id: str
+    file: str
+    kind: str                     # "clean" or a defect name
+    subset: str
+    start_s: float
+    end_s: float
+    source_seconds: float
+    caption: str
+    caption_zh: str
+    label: str
+    label_name: str
+    content: dict
+    render: dict
+    duplicate_of: str | None = None
+
+    @property
+    def valor_id(self) -> str:
+        return valor_id(self.video_id, self.start_s, self.end_s)
+
+
+def _video_id(rng: random.Random, used: set[str]) -> str:
+    while True:
+        vid = "".join(rng.choice(_ID_CHARS) for _ in range(11))
+        if rng.random() < 0.1:
+            vid = "-" + vid[1:]
+        if vid not in used:
+            used.add(vid)
+            return vid
+
+
+def _segment(rng: random.Random, cfg: SynthConfig, kind: str) -> tuple[float, float, float]:
+    """(source length, start, end) in whole seconds."""
+    lo, hi = cfg.source_seconds
+    seg = cfg.segment_seconds
+    source = float(rng.randint(int(max(lo, seg)), int(max(hi, seg))))
+    start = float(rng.randint(0, int(source - seg)))
+    if kind == "too_short":
+        return float(start + rng.randint(2, 4)), start, start + seg
+    if kind == "clean" and source > seg and rng.random() < cfg.short_fraction:
+        start = source - rng.randint(4, int(seg) - 1)
+        return source, start, source
+    return source, start, start + seg
+
+
+def _plan(cfg: SynthConfig) -> list[tuple[SynthClip, RenderSpec]]:
+    rng = random.Random(cfg.seed)
+    kinds = ["clean"] * cfg.clips + [d for d, n in sorted(cfg.defects.items()) for _ in range(n)]
+    rng.shuffle(kinds)
+    subsets = list(cfg.subsets)
+    weights = [cfg.subsets[s] for s in subsets]
+    used: set[str] = set()
+    plan = []
+    for i, kind in enumerate(kinds):
+        content: Content = random_content(rng)
+        container, vcodec, acodec, rate = rng.choice(FORMATS[cfg.formats])
+        width, height = rng.choice(SIZES)
+        source, start, end = _segment(rng, cfg, kind)
+        spec = RenderSpec(content=content, duration=source, width=width, height=height,
+                          fps=float(rng.choice([24, 25, 30])), vcodec=vcodec, acodec=acodec,
+                          container=container, sample_rate=rate, channels=rng.choice([1, 2]),
+                          seed=cfg.seed * 100_003 + i)
+        spec = defects.adjust_spec(kind, spec)
+        vid = _video_id(rng, used)
+        mid, name = content.label
+        clip = SynthClip(video_id=vid, file=f"media/{vid}.{EXTENSIONS[spec.container]}", kind=kind,
+                         subset=rng.choices(subsets, weights)[0], start_s=start, end_s=end,
+                         source_seconds=source, caption=content.caption("en"),
+                         caption_zh=content.caption("zh"), label=mid, label_name=name,
+                         content=content.as_dict(), render=_render_dict(spec))
+        plan.append((clip, spec))
+    return _link_duplicates(plan, rng)
+
+
+def _render_dict(spec: RenderSpec) -> dict:
+    out = asdict(spec)
+    out.pop("content")
+    return out
+
+
+def _link_duplicates(plan: list[tuple[SynthClip, RenderSpec]], rng: random.Random):
+    """Point each duplicate at a clean original and copy its content, caption and segment."""
+    originals = [c for c, _ in plan if c.kind == "clean"]
+    out = []
+    for clip, spec in plan:
+        if clip.kind in defects.DUPLICATES:
+            if not originals:
+                raise ValueError("duplicates need at least one clean clip to copy")
+            orig = rng.choice(originals)
+            clip = replace(clip, duplicate_of=orig.video_id, caption=orig.caption, caption_zh=orig.caption_zh,
+                           label=orig.label, label_name=orig.label_name, content=orig.content,
+                           start_s=orig.start_s, end_s=orig.end_s, source_seconds=orig.source_seconds)
+        out.append((clip, spec))
+    return out
+
+
+def make_corpus(out: str | os.PathLike, cfg: SynthConfig) -> list[SynthClip]:
+    """Render the corpus into ``out`` and write truth and manifests; return the clips."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = _plan(cfg)
+    by_id = {clip.video_id: (clip, spec) for clip, spec in plan}
+    first = [(c, s) for c, s in plan if c.kind not in defects.DUPLICATES]
+    dups = [(c, s) for c, s in plan if c.kind in defects.DUPLICATES]
+
+    def make(item: tuple[SynthClip, RenderSpec]) -> None:
+        clip, spec = item
+        target = out / clip.file
+        if clip.kind in defects.DUPLICATES:
+            original, _ = by_id[clip.duplicate_of]
+            defects.make_duplicate(clip.kind, out / original.file, target)
+        else:
+            defects.produce(clip.kind, spec, target)
+
+    workers = cfg.workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:   # each job is an ffmpeg subprocess
+        for batch in (first, dups):
+            list(tqdm(pool.map(make, batch), total=len(batch), desc="synth", unit="clip", leave=False))
+    clips = [clip for clip, _ in plan]
+    write_truth(out, clips)
+    write_audioset_layout(out, clips, cfg.seed)
+    log.info("made %d clips in %s: %s", len(clips), out, dict(Counter(c.kind for c in clips)))
+    return clips
+
+
+def write_truth(out: Path, clips: list[SynthClip]) -> Path:
+    path = out / "truth.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        for clip in clips:
+            fh.write(json.dumps({**asdict(clip), "valor_id": clip.valor_id}, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_truth(folder: str | os.PathLike) -> list[dict]:
+    """The truth lines of a corpus made by ``make_corpus``."""
+    with open(Path(folder) / "truth.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_audioset_layout(out: Path, clips: list[SynthClip], seed: int) -> None:
+    """Segment CSVs per subset (official layout), VALOR captions, class index and ontology."""
+    for subset in sorted({c.subset for c in clips}):
+        rows = [c for c in clips if c.subset == subset]
+        labels = {c.label for c in rows}
+        lines = [f"# Segments csv created by valor-data synth (seed {seed})",
+                 f"# num_ytids={len(rows)}, num_segs={len(rows)}, num_unique_labels={len(labels)}, "
+                 f"num_positive_labels={len(rows)}",
+                 "# YTID, start_seconds, end_seconds, positive_labels"]
+        lines += [f'{c.video_id}, {c.start_s:.3f}, {c.end_s:.3f}, "{c.label}"' for c in rows]
+        (out / f"{subset}_segments.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    desc = [{"video_id": c.valor_id, "desc": c.caption} for c in clips]
+    (out / "valor_captions.json").write_text(json.dumps(desc, indent=0), encoding="utf-8")
+    classes = sorted({(mid, name) for _, _, mid, name in SOUNDS.values()})
+    csv_lines = ["index,mid,display_name"] + [f'{i},{mid},"{name}"' for i, (mid, name) in enumerate(classes)]
+    (out / "class_labels_indices.csv").write_text("\n".join(csv_lines) + "\n", encoding="utf-8")
+    nodes = [{"id": mid, "name": name, "description": "", "citation_uri": "", "positive_examples": [],
+              "child_ids": [], "restrictions": []} for mid, name in classes]
+    (out / "ontology.json").write_text(json.dumps(nodes, indent=1), encoding="utf-8")
+
+
+def write_url_list(folder: str | os.PathLike, base_url: str, path: str | os.PathLike,
+                   segments: bool = True) -> Path:
+    """A CSV URL list (url, caption, start, end, id) for a corpus served at ``base_url``."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["url", "caption", "start", "end", "id"])
+        for clip in read_truth(folder):
+            start, end = (clip["start_s"], clip["end_s"]) if segments else ("", "")
+            writer.writerow([f"{base_url.rstrip('/')}/{clip['file']}", clip["caption"], start, end,
+                             clip["video_id"]])
+    return Path(path)

@@ -78,7 +78,7 @@ def read_segments(path: str | os.PathLike, collected: Collected, onto: Ontology,
             line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            if row[0].startswith("#"):
+            if rows == 0 and (row[0] == "#" or row[0].startswith("# ")):   # header comments only
                 match = _NUM_SEGS_RE.search(",".join(row))
                 declared = int(match.group(1)) if match else declared
                 continue

@@ -70,9 +70,9 @@ def join_captions(table: pa.Table, paths: list[str | os.PathLike]) -> CaptionJoi
     result.unmatched = sorted(caption_id[c] for c in by_clip if c not in present)
     result.matched = len(by_clip) - len(result.unmatched)
     captions = [by_clip[c] if c in by_clip else old or []
-                for c, old in zip(clip_ids, table.column("captions").to_pylist())]
+                for c, old in zip(clip_ids, table.column("captions").to_pylist(), strict=True)]
     languages = ["en" if c in by_clip else lang
-                 for c, lang in zip(clip_ids, table.column("language").to_pylist())]
+                 for c, lang in zip(clip_ids, table.column("language").to_pylist(), strict=True)]
     idx = table.schema.get_field_index
     table = table.set_column(idx("captions"), "captions", pa.array(captions, pa.list_(pa.string())))
     result.table = table.set_column(idx("language"), "language", pa.array(languages, pa.string()))

@@ -158,3 +158,31 @@ def test_fault_rules_load_from_json(corpus, tmp_path):
             except urllib.error.HTTPError as err:
                 codes.append(err.code)
         assert codes == [500, 500, 200]
+
+
+def test_chinese_set_has_youku_layout_and_loads_through_the_youku_reader(tmp_path):
+    from valor_data.manifest import build_youku
+
+    out = tmp_path / "zh"
+    clips = make_corpus(out, SynthConfig(clips=24, defects={"zero_bytes": 1}, lang="zh", source_seconds=(10, 10),
+                                         seed=5))
+    csvs = sorted(out.glob("*.csv"))
+    assert {p.stem for p in csvs} <= {"pretrain", "classification_train", "classification_val",
+                                      "classification_test", "retrieval_train", "retrieval_test",
+                                      "captioning_train", "captioning_val", "captioning_test"}
+    assert all(" " in c.file and "片段" in c.file for c in clips)
+    assert all((out / c.file).exists() for c in clips)
+    workdir = Workdir.create(tmp_path / "w")
+    summary = build_youku(workdir, [(None, p) for p in csvs], "http://127.0.0.1:1")
+    blanks = sum(c.label_blank for c in clips)
+    assert blanks > 0 and summary.kept == len(clips) - blanks and summary.rejected == {"no_label": blanks}
+    rows = {r["video_id"]: r for r in pq.read_table(workdir.manifest).to_pylist()}
+    for clip in clips:
+        if clip.label_blank:
+            continue
+        row = rows[clip.file]
+        assert row["captions"][0] == clip.caption_zh
+        if clip.subset.startswith("classification"):
+            assert row["category"] == clip.category
+        if clip.subset in ("captioning_val", "captioning_test"):
+            assert len(row["captions"]) == 2

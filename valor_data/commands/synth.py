@@ -39,20 +39,24 @@ def synth() -> None:
 @click.option("--defects", default="none", show_default=True,
               help=f"'all', 'all=N', or NAME[=N],... from: {', '.join(DEFECTS)}.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--source-seconds", default="30-60", show_default=True, help="Source length range (MIN-MAX).")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="en: AudioSet layout (segments of longer sources); zh: Youku-mPLUG layout (whole clips).")
+@click.option("--source-seconds", default=None, help="Source length range MIN-MAX [en: 30-60, zh: 10-20].")
 @click.option("--segment-seconds", default=10.0, show_default=True)
 @click.option("--formats", type=click.Choice(["mp4", "varied"]), default="mp4", show_default=True)
-@click.option("--subsets", default="balanced_train=1", show_default=True,
-              help="AudioSet subsets and their shares, e.g. unbalanced_train=6,balanced_train=3,eval=1.")
+@click.option("--subsets", default=None,
+              help="Subsets and their shares, e.g. unbalanced_train=6,balanced_train=3,eval=1 "
+                   "[en: balanced_train; zh: every Youku-mPLUG CSV].")
 @click.option("--workers", default=0, help="Parallel ffmpeg processes (0: one per CPU).")
-def make(out, clips, defects, seed, source_seconds, segment_seconds, formats, subsets, workers):
-    """Render a labelled corpus into OUT with truth.jsonl and AudioSet-layout manifests."""
+def make(out, clips, defects, seed, lang, source_seconds, segment_seconds, formats, subsets, workers):
+    """Render a labelled corpus into OUT with truth.jsonl and AudioSet- or Youku-layout manifests."""
     from valor_data.synth.corpus import SynthConfig, make_corpus
 
     shares = {name: float(share or 1) for name, _, share in (s.partition("=") for s in csv_list(subsets))}
-    cfg = SynthConfig(clips=clips, defects=parse_defects(defects), seed=seed,
-                      source_seconds=parse_range(source_seconds), segment_seconds=segment_seconds,
-                      formats=formats, subsets=shares, workers=workers)
+    cfg = SynthConfig(clips=clips, defects=parse_defects(defects), seed=seed, lang=lang,
+                      source_seconds=parse_range(source_seconds or ("10-20" if lang == "zh" else "30-60")),
+                      segment_seconds=segment_seconds, formats=formats, subsets=shares or None,
+                      workers=workers)
     started = time.monotonic()
     made = make_corpus(out, cfg)
     click.echo(f"made {len(made)} clips in {out} ({time.monotonic() - started:.1f} s)")

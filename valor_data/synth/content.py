@@ -46,10 +46,16 @@ class Content:
     speed: float = 40.0      # pixels per second
     pitch: float = 1.0       # nuisance: small pitch shift of tonal sounds
 
-    def caption(self, lang: str = "en") -> str:
+    def caption(self, lang: str = "en", variant: int = 0) -> str:
+        """The caption; ``variant=1`` is a paraphrase (a second reference caption)."""
+        colour, shape, sound = COLOURS[self.colour][1], SHAPES[self.shape][1], SOUNDS[self.sound]
         if lang == "zh":
-            return f"一个{COLOURS[self.colour][1]}的{SHAPES[self.shape][1]}{MOTIONS[self.motion]}，同时{SOUNDS[self.sound][1]}"
-        return f"a {self.colour} {self.shape} moves {self.motion} while {SOUNDS[self.sound][0]}"
+            if variant:
+                return f"画面中{colour}{shape}{MOTIONS[self.motion]}，可以听到{sound[1]}"
+            return f"一个{colour}的{shape}{MOTIONS[self.motion]}，同时{sound[1]}"
+        if variant:
+            return f"{sound[0]} as a {self.colour} {self.shape} travels {self.motion}"
+        return f"a {self.colour} {self.shape} moves {self.motion} while {sound[0]}"
 
     @property
     def label(self) -> tuple[str, str]:

@@ -10,10 +10,17 @@ Output folder::
 
 Video ids look like YouTube ids (11 characters of ``[A-Za-z0-9_-]``, some starting with
 ``-``), so the corpus goes through the AudioSet code paths unchanged.
+
+With ``lang="zh"`` the corpus is laid out like Youku-mPLUG instead: whole clips named
+``videos/<category> 片段NNNN.<ext>`` (Chinese and a space, as real file names have), Chinese
+titles and captions, a category per clip (from its sound, so it is learnable), and the
+published CSVs (``pretrain.csv``, ``classification_*.csv`` with some empty labels,
+``retrieval_*.csv``, ``captioning_*.csv`` whose val/test captions are list literals).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -42,6 +49,12 @@ FORMATS = {
                ("matroska", "mpeg4", "vorbis", 32000)],
 }
 SIZES = [(320, 240), (426, 240), (480, 270), (480, 360)]
+# Youku-mPLUG categories the synthetic Chinese set uses, decided by the sound
+YOUKU_CATEGORY = {"beep": "科技", "hum": "汽车", "siren": "纪录片", "tick": "生活百科",
+                  "white_noise": "游戏", "pink_noise": "旅游"}
+YOUKU_SUBSETS = {"pretrain": 3.0, "classification_train": 3.0, "classification_val": 1.0,
+                 "classification_test": 1.0, "retrieval_train": 1.0, "retrieval_test": 1.0,
+                 "captioning_train": 1.0, "captioning_val": 1.0, "captioning_test": 1.0}
 
 
 @dataclass
@@ -55,10 +68,15 @@ class SynthConfig:
     segment_seconds: float = 10.0
     short_fraction: float = 0.1          # clean clips whose segment ends early at the end of the source
     formats: str = "mp4"                 # mp4 | varied
-    subsets: dict[str, float] = field(default_factory=lambda: {"balanced_train": 1.0})
+    subsets: dict[str, float] | None = None   # default: balanced_train (en) or YOUKU_SUBSETS (zh)
+    lang: str = "en"                     # en: AudioSet layout; zh: Youku-mPLUG layout
     workers: int = 0                     # 0: one per CPU
 
     def __post_init__(self):
+        if self.lang not in ("en", "zh"):
+            raise ValueError("lang must be 'en' (AudioSet layout) or 'zh' (Youku-mPLUG layout)")
+        if self.subsets is None:
+            self.subsets = dict(YOUKU_SUBSETS) if self.lang == "zh" else {"balanced_train": 1.0}
         unknown = set(self.defects) - set(defects.DEFECTS)
         if unknown:
             raise ValueError(f"unknown defect(s) {sorted(unknown)}; known: {', '.join(defects.DEFECTS)}")
@@ -84,6 +102,8 @@ class SynthClip:
     content: dict
     render: dict
     duplicate_of: str | None = None
+    category: str | None = None          # zh (Youku) sets: the category of the clip
+    label_blank: bool = False            # zh: published with an empty label (a reject)
 
     @property
     def valor_id(self) -> str:
@@ -101,10 +121,13 @@ def _video_id(rng: random.Random, used: set[str]) -> str:
 
 
 def _segment(rng: random.Random, cfg: SynthConfig, kind: str) -> tuple[float, float, float]:
-    """(source length, start, end) in whole seconds."""
+    """(source length, start, end) in whole seconds; whole files for the Youku layout."""
     lo, hi = cfg.source_seconds
     seg = cfg.segment_seconds
     source = float(rng.randint(int(max(lo, seg)), int(max(hi, seg))))
+    if cfg.lang == "zh":
+        source = float(rng.randint(2, 4)) if kind == "too_short" else source
+        return source, 0.0, source
     start = float(rng.randint(0, int(source - seg)))
     if kind == "too_short":
         return float(start + rng.randint(2, 4)), start, start + seg
@@ -132,13 +155,20 @@ def _plan(cfg: SynthConfig) -> list[tuple[SynthClip, RenderSpec]]:
                           container=container, sample_rate=rate, channels=rng.choice([1, 2]),
                           seed=cfg.seed * 100_003 + i)
         spec = defects.adjust_spec(kind, spec)
-        vid = _video_id(rng, used)
+        ext = EXTENSIONS[spec.container]
+        category = YOUKU_CATEGORY[content.sound] if cfg.lang == "zh" else None
+        if cfg.lang == "zh":
+            vid = file = f"videos/{category} 片段{i:04d}.{ext}"
+        else:
+            vid = _video_id(rng, used)
+            file = f"media/{vid}.{ext}"
         mid, name = content.label
-        clip = SynthClip(video_id=vid, file=f"media/{vid}.{EXTENSIONS[spec.container]}", kind=kind,
-                         subset=rng.choices(subsets, weights)[0], start_s=start, end_s=end,
+        subset = rng.choices(subsets, weights)[0]
+        clip = SynthClip(video_id=vid, file=file, kind=kind, subset=subset, start_s=start, end_s=end,
                          source_seconds=source, caption=content.caption("en"),
                          caption_zh=content.caption("zh"), label=mid, label_name=name,
-                         content=content.as_dict(), render=_render_dict(spec))
+                         content=content.as_dict(), render=_render_dict(spec), category=category,
+                         label_blank=subset.startswith("classification") and i % 10 == 9)
         plan.append((clip, spec))
     return _link_duplicates(plan, rng)
 
@@ -160,7 +190,8 @@ def _link_duplicates(plan: list[tuple[SynthClip, RenderSpec]], rng: random.Rando
             orig = rng.choice(originals)
             clip = replace(clip, duplicate_of=orig.video_id, caption=orig.caption, caption_zh=orig.caption_zh,
                            label=orig.label, label_name=orig.label_name, content=orig.content,
-                           start_s=orig.start_s, end_s=orig.end_s, source_seconds=orig.source_seconds)
+                           category=orig.category, start_s=orig.start_s, end_s=orig.end_s,
+                           source_seconds=orig.source_seconds)
         out.append((clip, spec))
     return out
 
@@ -189,7 +220,10 @@ def make_corpus(out: str | os.PathLike, cfg: SynthConfig) -> list[SynthClip]:
             list(tqdm(pool.map(make, batch), total=len(batch), desc="synth", unit="clip", leave=False))
     clips = [clip for clip, _ in plan]
     write_truth(out, clips)
-    write_audioset_layout(out, clips, cfg.seed)
+    if cfg.lang == "zh":
+        write_youku_layout(out, clips)
+    else:
+        write_audioset_layout(out, clips, cfg.seed)
     log.info("made %d clips in %s: %s", len(clips), out, dict(Counter(c.kind for c in clips)))
     return clips
 
@@ -229,11 +263,30 @@ def write_audioset_layout(out: Path, clips: list[SynthClip], seed: int) -> None:
     (out / "ontology.json").write_text(json.dumps(nodes, indent=1), encoding="utf-8")
 
 
+def write_youku_layout(out: Path, clips: list[SynthClip]) -> None:
+    """Youku-mPLUG's published CSVs, one per subset present (``<subset>.csv``)."""
+    for subset in sorted({c.subset for c in clips}):
+        kind = subset.split("_")[0]
+        header = {"pretrain": ["video_id:FILE", "title"],
+                  "classification": ["video_id:FILE", "title", "label"],
+                  "retrieval": ["clip_name:FILE", "caption"],
+                  "captioning": ["video_id:FILE", "golden_caption"]}[kind]
+        with open(out / f"{subset}.csv", "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for clip in (c for c in clips if c.subset == subset):
+                text = clip.caption_zh
+                if kind == "captioning" and not subset.endswith("train"):
+                    text = repr([clip.caption_zh, Content(**clip.content).caption("zh", variant=1)])
+                row = [clip.file, text]
+                if kind == "classification":
+                    row.append("" if clip.label_blank else clip.category)
+                writer.writerow(row)
+
+
 def write_url_list(folder: str | os.PathLike, base_url: str, path: str | os.PathLike,
                    segments: bool = True) -> Path:
     """A CSV URL list (url, caption, start, end, id) for a corpus served at ``base_url``."""
-    import csv
-
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["url", "caption", "start", "end", "id"])

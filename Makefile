@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 WORKDIR ?=
+VERIFY_ARGS ?=
 
-.PHONY: install test lint bench
+.PHONY: install test lint bench verify-splits
 
 install: $(BIN)/valor-data
 
@@ -26,3 +27,8 @@ lint: install
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Prove a built dataset's invariants: make verify-splits WORKDIR=path/to/workdir [VERIFY_ARGS=--full]
+verify-splits: install
+	@test -n "$(WORKDIR)" || { echo "usage: make verify-splits WORKDIR=path/to/workdir"; exit 2; }
+	$(BIN)/valor-data verify-splits $(WORKDIR) $(VERIFY_ARGS)

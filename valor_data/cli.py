@@ -19,6 +19,9 @@ from valor_data.errors import ValorError
 COMMANDS = {
     "manifest": "valor_data.commands.manifest:manifest",
     "synth": "valor_data.commands.synth:synth",
+    "split": "valor_data.commands.split:split",
+    "build-shards": "valor_data.commands.shards:build_shards",
+    "verify-splits": "valor_data.commands.shards:verify_splits",
 }
 
 
@@ -55,20 +58,22 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning errors into one line and a non-zero exit."""
     verbose = any(a in ("-v", "-vv", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
     try:
-        cli.main(args=argv, prog_name="valor-data", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="valor-data", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        status = exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        status = exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        status = 130
     except (ValorError, OSError, ValueError) as exc:
         if verbose:
             raise
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        status = 1
+    # without standalone mode, ctx.exit(n) makes cli.main return n
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from pathlib import Path
 from valor_data.errors import UnsafePathError
 from valor_data.ids import check_clip_id
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @dataclass(frozen=True)
 class Workdir:
@@ -50,10 +53,16 @@ class Workdir:
         return self.path("rejects.parquet")
 
     def media_path(self, clip_id: str, ext: str) -> Path:
-        """Where a clip's normalised media lives: ``media/<2 hex>/<clip_id>.<ext>``."""
+        """Where a clip's normalised media lives: ``media/<2 hex>/<clip_id>.<ext>``.
+
+        A checked clip id and an alphanumeric extension cannot leave the root, so this
+        needs no filesystem call (it runs once per clip per stage, millions of times).
+        """
         check_clip_id(clip_id)
+        if not ext.isalnum():
+            raise UnsafePathError(f"unsafe media extension: {ext!r}")
         fan = hashlib.sha1(clip_id.encode()).hexdigest()[:2]
-        return self.path("media", fan, f"{clip_id}.{ext}")
+        return self.root / "media" / fan / f"{clip_id}.{ext}"
 
 
 @contextlib.contextmanager
@@ -69,6 +78,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the usual file mode
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

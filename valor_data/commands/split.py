@@ -1,0 +1,37 @@
+"""``valor-data split``: kept clips -> splits (VALOR-1M / VALOR-32K, or Youku-mPLUG's published ones)."""
+
+from __future__ import annotations
+
+import click
+
+from valor_data.commands.common import csv_list, pipeline_option, workdir_option
+
+
+def parse_parts(value: str | None) -> dict[str, int] | None:
+    """``valor32k-train=25000,valor32k-val=3500`` -> {name: size} (first part takes the remainder)."""
+    if not value:
+        return None
+    parts = {}
+    for item in csv_list(value):
+        name, sep, size = item.partition("=")
+        if not sep or not size.strip().isdigit():
+            raise click.BadParameter(f"expected NAME=SIZE, got {item!r}", param_hint="--parts")
+        parts[name.strip()] = int(size)
+    return parts
+
+
+@click.command()
+@workdir_option
+@pipeline_option
+@click.option("--seed", type=int, help="Seed of the video-id hash that orders every assignment.")
+@click.option("--parts", help="Stratified part sizes, e.g. valor32k-train=25000,valor32k-val=3500,valor32k-test=3500.")
+@click.option("--label-tolerance", type=float, help="Largest per-class share deviation verify accepts (0.02 = 2 pp).")
+def split(workdir, pipeline, seed, parts, label_tolerance):
+    """Give every manifest clip a split, or the reason it has none: WORKDIR/splits.parquet + splits.json."""
+    from valor_data.config import load_pipeline, load_section
+    from valor_data.split import SplitConfig, run_split
+
+    overrides = {"seed": seed, "parts": parse_parts(parts), "label_tolerance": label_tolerance}
+    cfg = load_section(SplitConfig, load_pipeline(pipeline), "split", overrides)
+    for line in run_split(workdir, cfg).lines():
+        click.echo(line)

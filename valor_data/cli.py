@@ -17,6 +17,8 @@ from valor_data.errors import ValorError
 
 # name -> "module:attribute" of the click command
 COMMANDS = {
+    "fetch": "valor_data.commands.fetch:fetch",
+    "filter": "valor_data.commands.filter:filter_",
     "manifest": "valor_data.commands.manifest:manifest",
     "synth": "valor_data.commands.synth:synth",
     "split": "valor_data.commands.split:split",

@@ -64,13 +64,18 @@ def _run_local(fn: Worker, tasks: Iterable[Task], config: Any, workers: int, in_
     context = multiprocessing.get_context("spawn")   # no fork of a threaded driver
     with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with_parent) as pool:
         pending: set[cf.Future] = set()
-        for task in tasks:
-            pending.add(pool.submit(execute, fn, task, config))
-            if len(pending) >= in_flight:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                yield from (f.result() for f in done)
-        for future in cf.as_completed(pending):
-            yield future.result()
+        try:
+            for task in tasks:
+                pending.add(pool.submit(execute, fn, task, config))
+                if len(pending) >= in_flight:
+                    done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+            for future in cf.as_completed(pending):
+                yield future.result()
+        except BaseException:
+            for future in pending:   # a failed task (a full disk, say) stops the run: start nothing more
+                future.cancel()
+            raise
 
 
 def _run_ray(fn: Worker, tasks: Iterable[Task], config: Any, workers: int, address: str | None,

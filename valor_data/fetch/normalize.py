@@ -1,0 +1,224 @@
+"""One ffmpeg pass per clip: seek into one or two inputs (remote or local) and write both outputs.
+
+Outputs: an MP4 (H.264 yuv420p, short side <= ``max_short_side``, even dimensions,
+optional frame-rate cap; AAC) and a FLAC (``audio_rate`` Hz, ``audio_channels``), both
+covering exactly ``[start, end]`` (accurate input seeking; audio resampled onto the video's
+timeline). The outputs are then checked with PyAV: the MP4 must not fall short of
+``min(end, source length) - start`` by more than one video frame (the source length is
+what ffmpeg reported for its inputs), and the FLAC must match the MP4's audio. A source
+without audio gives an MP4 without audio and no FLAC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from valor_data.fetch.config import FetchConfig
+from valor_data.fetch.outcome import FetchFailure, from_ffmpeg, permanent, transient
+from valor_data.media.ffmpeg import FFmpegError, run_ffmpeg
+
+_HTTP_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,hls"
+_DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_SECTION_RE = re.compile(r"^(Input|Output) #(\d+)")
+_STREAM_RE = re.compile(r"^\s*Stream #(\d+):\d+.*?: (Video|Audio): (.*)$")
+_ALIGN = "aresample=async=1:first_pts=0"   # fill timestamp gaps: audio stays on the video's timeline
+_NETWORK_RE = re.compile(r"Stream ends prematurely|timed out|Connection reset|Error reading HTTP", re.I)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One ffmpeg input and the streams to take from it."""
+
+    location: str                              # http(s) URL or a local path
+    video: bool = True
+    audio: bool = True
+    headers: tuple[tuple[str, str], ...] = ()  # extra HTTP headers (User-Agent, Cookie, ...)
+    proxy: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
+
+
+@dataclass
+class Normalized:
+    """What was written, as measured."""
+
+    duration_s: float
+    source_duration_s: float | None
+    has_video: bool
+    has_audio: bool
+    width: int | None
+    height: int | None
+    bytes: int
+
+
+def _input_args(source: Source, start: float | None, duration: float | None, timeout_s: float) -> list[str]:
+    args: list[str] = []
+    if source.remote:
+        args += ["-protocol_whitelist", _HTTP_PROTOCOLS, "-reconnect", "1", "-reconnect_on_network_error", "1",
+                 "-reconnect_delay_max", "4", "-rw_timeout", str(int(timeout_s * 1e6))]
+        headers = dict(source.headers)
+        if "User-Agent" in headers:
+            args += ["-user_agent", headers.pop("User-Agent")]
+        if headers:
+            args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
+        if source.proxy:
+            args += ["-http_proxy", source.proxy]
+    else:
+        args += ["-protocol_whitelist", "file"]
+    location = source.location if source.remote else f"file:{source.location}"
+    if start:
+        args += ["-ss", f"{start:.6f}"]
+    if duration is not None:
+        args += ["-t", f"{duration:.6f}"]
+    return args + ["-i", location]
+
+
+def _scale_filter(max_short: int) -> str:
+    """Short side <= max_short keeping the aspect ratio; both sides even."""
+    w = f"if(lt(iw\\,ih)\\,trunc(min(iw\\,{max_short})/2)*2\\,-2)"
+    h = f"if(lt(iw\\,ih)\\,-2\\,trunc(min(ih\\,{max_short})/2)*2)"
+    return f"scale=w={w}:h={h}"
+
+
+def ffmpeg_args(sources: list[Source], start: float | None, end: float | None, mp4: Path, flac: Path | None,
+                cfg: FetchConfig) -> list[str]:
+    """The whole argument list (after ``ffmpeg -nostdin -hide_banner -loglevel``)."""
+    duration = end - (start or 0.0) if end is not None else None
+    args = ["-nostats", "-y"]
+    for source in sources:
+        args += _input_args(source, start, duration, cfg.timeout_s)
+    video = next((i for i, s in enumerate(sources) if s.video), None)
+    audio = next((i for i, s in enumerate(sources) if s.audio), None)
+    if video is not None:
+        args += ["-map", f"{video}:V:0?", "-vf", _scale_filter(cfg.max_short_side), "-c:v", "libx264",
+                 "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p"]
+        if cfg.max_fps:
+            args += ["-fpsmax", f"{cfg.max_fps:g}"]
+    if audio is not None:
+        args += ["-map", f"{audio}:a:0?", "-af", _ALIGN, "-c:a", "aac", "-b:a", f"{cfg.aac_kbps}k"]
+    args += ["-sn", "-dn", "-threads", str(cfg.ffmpeg_threads), "-movflags", "+faststart",
+             "-map_metadata", "-1", "-f", "mp4", str(mp4)]
+    if flac is not None and audio is not None:
+        args += ["-map", f"{audio}:a:0?", "-vn", "-sn", "-dn", "-af", _ALIGN, "-ac", str(cfg.audio_channels),
+                 "-ar", str(cfg.audio_rate), "-c:a", "flac", "-map_metadata", "-1", "-f", "flac", str(flac)]
+    return args
+
+
+def parse_inputs(stderr: str) -> tuple[list[float | None], dict[int, set[str]]]:
+    """(declared duration per input, {input index: {"Video", "Audio"}}) from ffmpeg's info log."""
+    durations: dict[int, float | None] = {}
+    streams: dict[int, set[str]] = {}
+    section, index = None, -1
+    for line in stderr.splitlines():
+        head = _SECTION_RE.match(line.strip())
+        if head:
+            section, index = head.group(1), int(head.group(2))
+            if section == "Input":
+                durations.setdefault(index, None)
+            continue
+        if section != "Input":
+            continue
+        match = _DURATION_RE.search(line)
+        if match and durations.get(index) is None:
+            h, m, s = match.groups()
+            durations[index] = int(h) * 3600 + int(m) * 60 + float(s)
+        stream = _STREAM_RE.match(line)
+        if stream and "attached pic" not in stream.group(3):
+            streams.setdefault(int(stream.group(1)), set()).add(stream.group(2))
+    return [durations[i] for i in sorted(durations)], streams
+
+
+def _run(sources, start, end, mp4, flac, cfg) -> str:
+    """Run ffmpeg; retry once with the streams that exist when an output would be empty."""
+    args = ffmpeg_args(sources, start, end, mp4, flac, cfg)
+    try:
+        return run_ffmpeg(args, timeout=cfg.clip_timeout_s, loglevel="info", die_with_parent=True
+                          ).stderr.decode("utf-8", "replace")
+    except FFmpegError as exc:
+        stderr = exc.stderr or str(exc)
+        if exc.returncode is None:
+            raise transient("Timeout", f"ffmpeg ran longer than {cfg.clip_timeout_s:g} s") from None
+        if "does not contain any stream" not in stderr:
+            raise from_ffmpeg(stderr, exc.returncode, str(mp4.parent)) from None
+    _, streams = parse_inputs(stderr)
+    present = [Source(s.location, s.video and "Video" in streams.get(i, ()),
+                      s.audio and "Audio" in streams.get(i, ()), s.headers, s.proxy) for i, s in enumerate(sources)]
+    if not any(s.video or s.audio for s in present):
+        raise permanent("NoStreams", "the source has neither an audio nor a video stream")
+    try:
+        return run_ffmpeg(ffmpeg_args(present, start, end, mp4, flac, cfg), timeout=cfg.clip_timeout_s,
+                          loglevel="info", die_with_parent=True).stderr.decode("utf-8", "replace")
+    except FFmpegError as exc:
+        if exc.returncode is None:
+            raise transient("Timeout", f"ffmpeg ran longer than {cfg.clip_timeout_s:g} s") from None
+        raise from_ffmpeg(exc.stderr or str(exc), exc.returncode, str(mp4.parent)) from None
+
+
+def normalize(sources: list[Source], start: float | None, end: float | None, mp4: Path, flac: Path,
+              cfg: FetchConfig, known_duration: float | None = None) -> Normalized:
+    """Cut ``[start, end]`` from ``sources`` into ``mp4`` and ``flac`` and check what came out.
+
+    ``known_duration`` is the source length when the caller knows it better than the
+    inputs do (a section download holds only the section). ``flac`` is removed when the
+    source has no audio.
+    """
+    stderr = _run(sources, start, end, mp4, flac, cfg)
+    declared, _ = parse_inputs(stderr)
+    lengths = [d for d in declared if d] if known_duration is None else [known_duration]
+    source_len = min(lengths) if lengths else None
+    return _check(mp4, flac, start or 0.0, end, source_len, stderr, cfg)
+
+
+def _check(mp4: Path, flac: Path, start: float, end: float | None, source_len: float | None, stderr: str,
+           cfg: FetchConfig) -> Normalized:
+    """Measure both outputs; raise when they do not cover what was asked of the source."""
+    from valor_data.fetch.probe import probe
+
+    video = probe(mp4)
+    audio = probe(flac) if flac.exists() and flac.stat().st_size else None
+    if audio is None and flac.exists():
+        flac.unlink()
+    if source_len is not None and source_len <= start:
+        raise permanent("SegmentAfterEnd", f"the source is {source_len:.2f} s long; the segment starts at {start:g} s")
+    if not (video.has_video or video.has_audio):
+        raise _short(0.0, None, stderr)
+    aac_frame = 1024 / (video.sample_rate or 44100)
+    tolerance = (1.0 / (video.fps or 25.0) if video.has_video else max(0.04, aac_frame)) + 1e-3
+    _check_duration(video.duration, start, end, source_len, tolerance, stderr)
+    if audio is not None:
+        if (audio.sample_rate, audio.channels) != (cfg.audio_rate, cfg.audio_channels):
+            raise permanent("BadOutput", f"FLAC is {audio.sample_rate} Hz x{audio.channels}, "
+                                         f"not {cfg.audio_rate} Hz x{cfg.audio_channels}")
+        if abs(audio.duration - (video.audio_duration or 0.0)) > max(tolerance, aac_frame + 1e-3):
+            raise permanent("BadOutput", f"FLAC lasts {audio.duration:.3f} s but the MP4's audio "
+                                         f"{video.audio_duration or 0.0:.3f} s")
+    return Normalized(video.duration, source_len, video.has_video, audio is not None, video.width, video.height,
+                      mp4.stat().st_size + (flac.stat().st_size if audio is not None else 0))
+
+
+def _check_duration(got: float, start: float, end: float | None, source_len: float | None, tolerance: float,
+                    stderr: str) -> None:
+    """Not shorter than ``min(end, source length) - start`` by more than one frame; a source whose
+    data ends a little before its declared length (at most 0.5 s or 5 %) is accepted when the
+    segment runs to its end. (Longer is not checked: ffmpeg stops reading at ``end``, and a
+    variable-frame-rate source's last frame may simply be shown for long.)"""
+    requested = end - start if end is not None else None
+    bounds = [x for x in (requested, source_len - start if source_len is not None else None) if x is not None]
+    if not bounds:
+        return
+    expected = min(bounds)
+    gap = expected - got
+    runs_to_end = source_len is not None and (end is None or end >= source_len)
+    if gap > tolerance and not (runs_to_end and gap <= max(0.5, 0.05 * expected) and not _NETWORK_RE.search(stderr)):
+        raise _short(got, expected, stderr)
+
+
+def _short(got: float, expected: float | None, stderr: str, what: str = "output") -> FetchFailure:
+    message = f"{what} lasts {got:.3f} s, expected {expected:.3f} s" if expected else f"{what} is empty"
+    if _NETWORK_RE.search(stderr):
+        return transient("ShortOutput", f"{message} (the transfer broke off)")
+    return permanent("ShortOutput", f"{message}: the source is truncated or damaged")

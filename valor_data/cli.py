@@ -20,6 +20,7 @@ COMMANDS = {
     "fetch": "valor_data.commands.fetch:fetch",
     "filter": "valor_data.commands.filter:filter_",
     "manifest": "valor_data.commands.manifest:manifest",
+    "report": "valor_data.commands.report:report",
     "synth": "valor_data.commands.synth:synth",
     "split": "valor_data.commands.split:split",
     "build-shards": "valor_data.commands.shards:build_shards",

@@ -1,0 +1,1 @@
+"""Curation: measure clips (quality checks, signatures), judge them, group near-duplicates."""

@@ -1,0 +1,1 @@
+"""The dataset as pictures: a self-contained HTML report of every stage."""

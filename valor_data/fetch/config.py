@@ -58,6 +58,7 @@ class FetchConfig:
     audio_channels: int = 1
     crf: int = 23
     preset: str = "veryfast"
+    keyframe_interval_s: float | None = 1.0   # a keyframe every second (None: the encoder's default)
     aac_kbps: int = 128
     ffmpeg_threads: int = 1                # threads per ffmpeg (parallelism comes from processes)
     task_size: int = 32                    # clips per task (one result table each)
@@ -83,6 +84,8 @@ class FetchConfig:
             raise ValueError("max_short_side must be an even number >= 16")
         if self.max_fps is not None and self.max_fps <= 0:
             raise ValueError("max_fps must be > 0")
+        if self.keyframe_interval_s is not None and self.keyframe_interval_s <= 0:
+            raise ValueError("keyframe_interval_s must be > 0 (or null for the encoder's default)")
         if self.task_size < 1 or self.threads < 1 or self.workers < 0 or self.retries < 0:
             raise ValueError("task_size and threads must be >= 1; workers and retries >= 0")
         if self.timeout_s <= 0 or self.clip_timeout_s <= 0:

@@ -98,6 +98,8 @@ def ffmpeg_args(sources: list[Source], start: float | None, end: float | None, m
                  "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p"]
         if cfg.max_fps:
             args += ["-fpsmax", f"{cfg.max_fps:g}"]
+        if cfg.keyframe_interval_s:   # short GOPs: sparse frame reads (filter, trainer) decode little
+            args += ["-force_key_frames", f"expr:gte(t,n_forced*{cfg.keyframe_interval_s:g})"]
     if audio is not None:
         args += ["-map", f"{audio}:a:0?", "-af", _ALIGN, "-c:a", "aac", "-b:a", f"{cfg.aac_kbps}k"]
     args += ["-sn", "-dn", "-threads", str(cfg.ffmpeg_threads), "-movflags", "+faststart",

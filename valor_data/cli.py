@@ -25,6 +25,7 @@ COMMANDS = {
     "split": "valor_data.commands.split:split",
     "build-shards": "valor_data.commands.shards:build_shards",
     "verify-splits": "valor_data.commands.shards:verify_splits",
+    "train": "valor_data.commands.train:train",
 }
 
 

@@ -1,0 +1,73 @@
+"""Retrieval, BLEU-4, ROUGE-L, CIDEr-D and top-k against hand-computed values."""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from valor_data.train import metrics  # noqa: E402
+
+
+def test_retrieval_ranks_by_hand():
+    sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.2, 0.3, 0.1]])
+    result = metrics.retrieval(sim)                     # ranks 1, 2, 3
+    assert result["r1"] == pytest.approx(1 / 3)
+    assert result["r5"] == result["r10"] == 1.0
+    assert result["median_rank"] == 2.0 and result["mean_rank"] == 2.0 and result["n"] == 3
+
+
+def test_retrieval_ties_count_against_the_model():
+    assert metrics.retrieval(torch.zeros(4, 4))["r1"] == 0.0
+    assert metrics.retrieval(torch.zeros(4, 4))["median_rank"] == 4.0
+    chance = metrics.retrieval_chance(100)
+    assert chance["r1"] == 0.01 and chance["r5"] == 0.05 and chance["median_rank"] == 50.5
+
+
+def test_bleu4_by_hand():
+    cand = "a red circle moves left while a beep repeats".split()
+    ref = "a red circle moves right while a beep repeats".split()
+    # n-gram precisions 8/9, 6/8, 4/7, 2/6; same length, so no brevity penalty
+    expected = (8 / 9 * 6 / 8 * 4 / 7 * 2 / 6) ** 0.25
+    assert metrics.bleu4([cand], [[ref]]) == pytest.approx(expected, rel=1e-9)
+    assert metrics.bleu4([ref], [[ref]]) == pytest.approx(1.0)
+    # brevity: a 4-word exact prefix of a 9-word reference
+    short = ref[:4]
+    assert metrics.bleu4([short], [[ref]]) == pytest.approx(math.exp(1 - 9 / 4), rel=1e-6)
+
+
+def test_rouge_l_by_hand():
+    cand = "a red circle moves left while a beep repeats".split()
+    ref = "a red circle moves right while a beep repeats".split()
+    assert metrics.rouge_l([cand], [[ref]]) == pytest.approx(8 / 9)          # LCS 8 of 9 both ways
+    p, r, beta = 2 / 2, 2 / 4, 1.2
+    assert metrics.rouge_l([["a", "b"]], [[["a", "x", "b", "y"], ["z"]]]) == pytest.approx(
+        (1 + beta**2) * p * r / (r + beta**2 * p))
+
+
+def test_cider_by_hand():
+    perfect = metrics.cider([["a", "b", "c", "d"], ["e", "f", "g", "h"]],
+                            [[["a", "b", "c", "d"]], [["e", "f", "g", "h"]]])
+    assert perfect == pytest.approx(10.0)
+    # clip 1: n-gram cosines 3/4, 2/3, 1/2, 0 (all tf-idf weights equal), same length -> 10 * mean
+    partial = metrics.cider([["a", "b", "c", "x"], ["e", "f", "g", "h"]],
+                            [[["a", "b", "c", "d"]], [["e", "f", "g", "h"]]])
+    assert partial == pytest.approx((10 * (3 / 4 + 2 / 3 + 1 / 2 + 0) / 4 + 10) / 2)
+
+
+def test_words_english_and_chinese():
+    assert metrics.words("A red circle, moves LEFT!") == ["a", "red", "circle", "moves", "left"]
+    assert metrics.words("一个红色的圆形，向左移动") == list("一个红色的圆形向左移动")
+
+
+def test_caption_scores_chinese_per_character():
+    scores = metrics.caption_scores(["一个红色的圆形向左移动"], [["一个红色的圆形向右移动"]])
+    assert scores["rouge_l"] == pytest.approx(10 / 11)
+
+
+def test_topk_accuracy():
+    scores = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3]])
+    labels = torch.tensor([1, 2])
+    assert metrics.topk_accuracy(scores, labels, 1) == 0.5
+    assert metrics.topk_accuracy(scores, labels, 2) == 1.0
+    assert metrics.topk_accuracy(scores, labels, 5) == 1.0

@@ -1,0 +1,175 @@
+"""The VALOR model's wiring: shared text encoder/decoder, causal mask, cross-attention, checkpoints."""
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from valor_data.errors import ConfigError, ValorError  # noqa: E402
+from valor_data.train import text  # noqa: E402
+from valor_data.train.model import GROUPS, VALOR, model_config, resize_ast_positions  # noqa: E402
+
+SMALL = {"vocab_size": 30, "max_text_len": 8, "text_hidden": 32, "text_layers": 2, "text_heads": 2,
+         "text_ffn": 64, "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2, "vision_ffn": 64,
+         "image_size": 32, "patch_size": 16, "frames": 3, "audio_hidden": 32, "audio_layers": 1,
+         "audio_heads": 2, "audio_ffn": 64, "audio_slices": 2, "embed_dim": 16}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return VALOR(model_config("tiny", SMALL)).eval()
+
+
+def _inputs(cfg, batch=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    frames = torch.randn(batch, cfg.frames, 3, cfg.image_size, cfg.image_size, generator=gen)
+    fbank = torch.randn(batch, cfg.audio_slices, 512, 64, generator=gen)
+    ids = torch.randint(5, cfg.vocab_size, (batch, cfg.max_text_len), generator=gen)
+    ids[:, 0] = cfg.cls_id
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    return frames, fbank, ids, mask
+
+
+def test_decoder_shares_every_weight_but_cross_attention(model):
+    layers = model.text.bert.encoder.layer
+    assert all(hasattr(layer, "crossattention") for layer in layers)
+    assert model.text.cls.predictions.decoder.weight is model.text.bert.embeddings.word_embeddings.weight
+    _, _, ids, mask = _inputs(model.cfg)
+    memory = torch.randn(2, 4, model.cfg.text_hidden)
+    encoded, decoded = model.run_text(ids, mask), model.run_text(ids, mask, memory)
+    with torch.no_grad():
+        for layer in layers:                       # cross-attention only matters to the decoder
+            layer.crossattention.self.value.weight.add_(1.0)
+        assert torch.allclose(model.run_text(ids, mask), encoded)
+        assert not torch.allclose(model.run_text(ids, mask, memory), decoded)
+        for layer in layers:
+            layer.crossattention.self.value.weight.sub_(1.0)
+
+
+def test_decoder_is_causal_and_encoder_is_not(model):
+    _, _, ids, mask = _inputs(model.cfg)
+    mask[:] = 1
+    memory = torch.randn(2, 4, model.cfg.text_hidden)
+    later = ids.clone()
+    later[:, 5:] = 7
+    with torch.no_grad():
+        dec_a, dec_b = model.run_text(ids, mask, memory), model.run_text(later, mask, memory)
+        enc_a, enc_b = model.run_text(ids, mask), model.run_text(later, mask)
+    assert torch.allclose(dec_a[:, :5], dec_b[:, :5], atol=1e-6)     # earlier positions cannot see later ones
+    assert not torch.allclose(dec_a[:, 5:], dec_b[:, 5:])
+    assert not torch.allclose(enc_a[:, :5], enc_b[:, :5])             # the encoder sees everything
+
+
+def test_each_group_cross_attends_to_its_modalities(model):
+    frames, fbank, ids, mask = _inputs(model.cfg)
+    with torch.no_grad():
+        video, audio = model.encode_video(frames), model.encode_audio(fbank)
+        assert video.shape == (2, 3, 32) and audio.shape == (2, 2, 32)
+        other_video, other_audio = video + 1.0, audio + 1.0
+        tav = model.memory(video, audio, "tav")
+        assert tav.shape == (2, 5, model.cfg.text_hidden)
+        assert torch.allclose(tav[:, :3], model.video_memory(video) + model.modality_type.weight[0])
+        assert torch.allclose(tav[:, 3:], model.audio_memory(audio) + model.modality_type.weight[1])
+        assert torch.equal(model.memory(video, other_audio, "tv"), model.memory(video, audio, "tv"))
+        assert torch.equal(model.memory(other_video, audio, "ta"), model.memory(video, audio, "ta"))
+        decoded = model.run_text(ids, mask, model.memory(video, audio, "ta"))
+        assert not torch.allclose(decoded, model.run_text(ids, mask, model.memory(video, other_audio, "ta")))
+        tokens = model.group_tokens(video, audio)
+        assert torch.equal(tokens["tav"][0], torch.cat([tokens["tv"][0], tokens["ta"][0]], dim=1))
+
+
+def test_forward_losses_and_gradients(model):
+    torch.manual_seed(1)
+    model.train()
+    try:
+        losses = model(*_inputs(model.cfg, batch=3))
+    finally:
+        model.eval()
+    assert set(losses) == {f"mga_{g}" for g in GROUPS} | {f"mgc_{g}" for g in GROUPS} | {"mga", "mgc", "loss"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    mga = sum(losses[f"mga_{g}"] for g in GROUPS) / 3
+    mgc = sum(losses[f"mgc_{g}"] for g in GROUPS) / 3
+    assert losses["loss"].item() == pytest.approx(1.5 * mga.item() + mgc.item(), rel=1e-5)
+    losses["loss"].backward()
+    assert model.logit_scale.grad is not None and model.audio.embeddings.patch_embeddings.projection.weight.grad is not None
+    model.zero_grad(set_to_none=True)
+
+
+def test_coarse_option_uses_cls(model):
+    coarse = dataclasses.replace(model.cfg, fine_grained=False)
+    model.cfg, saved = coarse, model.cfg
+    try:
+        sim = model.similarity(torch.randn(2, 4, 16), torch.ones(2, 4), torch.zeros(2, 4), torch.randn(3, 5, 16),
+                               torch.zeros(3, 5))
+    finally:
+        model.cfg = saved
+    assert sim.shape == (2, 3) and sim.abs().max() <= 1.0 + 1e-6
+
+
+def test_greedy_generation_is_the_argmax_loop(model):
+    frames, fbank, _, _ = _inputs(model.cfg)
+    with torch.no_grad():
+        memory = model.memory(model.encode_video(frames), model.encode_audio(fbank), "tav")
+        greedy = model.generate(memory, beam=1)
+        cfg = model.cfg
+        for row, mem in zip(greedy, memory, strict=True):
+            seq = torch.tensor([[cfg.cls_id]])
+            expected = []
+            for _ in range(cfg.max_text_len - 1):
+                logp = model.next_token_logprobs(seq, mem[None])[0]
+                logp[[cfg.pad_id, cfg.cls_id, cfg.mask_id, cfg.unk_id]] = float("-inf")
+                token = int(logp.argmax())
+                if token == cfg.sep_id:
+                    break
+                expected.append(token)
+                seq = torch.cat([seq, torch.tensor([[token]])], dim=1)
+            assert row == expected
+        beams = model.generate(memory, beam=3)
+    assert len(beams) == 2
+    assert all(t not in (cfg.pad_id, cfg.cls_id, cfg.sep_id, cfg.mask_id) for row in beams for t in row)
+
+
+def test_unknown_preset_and_setting():
+    with pytest.raises(ConfigError, match="unknown preset"):
+        model_config("huge")
+    with pytest.raises(ConfigError, match="layers_typo"):
+        model_config("tiny", {"layers_typo": 3})
+
+
+def test_missing_init_path_is_a_clear_error(tmp_path):
+    cfg = model_config("tiny", SMALL)
+    with pytest.raises(ValorError, match="no such checkpoint folder"):
+        VALOR(cfg, text_init=str(tmp_path / "bert-base-uncased"))
+    with pytest.raises(ValorError, match="nothing is downloaded"):
+        VALOR(cfg, audio_init=str(tmp_path / "ast"))
+
+
+def test_loads_local_checkpoints_and_resizes_ast_positions(tmp_path):
+    from transformers import ASTModel, BertLMHeadModel, CLIPVisionModel
+
+    from valor_data.train.model import ast_config, bert_config, clip_config
+
+    cfg = model_config("tiny", SMALL)
+    torch.manual_seed(3)
+    bert = BertLMHeadModel(bert_config(cfg))
+    clip = CLIPVisionModel(clip_config(cfg))
+    source_ast = dataclasses.replace(cfg, mel_bins=128, slice_frames=1024)    # the published AST input shape
+    ast = ASTModel(ast_config(source_ast))
+    with torch.no_grad():
+        ast.embeddings.position_embeddings.normal_()
+    for name, module in (("text", bert), ("vision", clip), ("audio", ast)):
+        module.save_pretrained(tmp_path / name)
+    text.write_vocab(text.SPECIALS + [f"w{i}" for i in range(25)], tmp_path / "text" / "vocab.txt")
+    model = VALOR(cfg, str(tmp_path / "text"), str(tmp_path / "vision"), str(tmp_path / "audio"))
+    assert torch.equal(model.text.bert.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(model.vision.embeddings.patch_embedding.weight, clip.embeddings.patch_embedding.weight)
+    positions = model.audio.embeddings.position_embeddings
+    assert positions.shape == (1, 2 + 2 * 16, 32)                  # 64 bins x 512 frames, patch 32
+    expected = resize_ast_positions(ast.embeddings.position_embeddings, (4, 32), (2, 16))
+    assert torch.equal(positions, expected)
+    assert torch.equal(positions[:, :2], ast.embeddings.position_embeddings[:, :2])
+    assert len(text.read_vocab(tmp_path / "text")) == 30

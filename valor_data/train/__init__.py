@@ -1,0 +1,18 @@
+"""The reference trainer: the VALOR model (MGA + MGC) trained on the produced shards.
+
+It knows only shard paths (a split's ``W/shards/<split>.shards.json`` or explicit tars),
+never how they were made. Modules, in data-flow order:
+
+- ``data.py``: shards -> decoded, batched samples (webdataset stages, torch DataLoader)
+- ``audio.py``: FLAC -> Kaldi-style log-mel filterbank (in torch) -> AST slices
+- ``video.py``: mp4 -> N frames from uniform segments (keyframe seeks when keyframes are dense)
+- ``text.py``: caption vocabularies and the BERT tokenizer
+- ``model.py``: the model shape (``ModelConfig``, presets) and the VALOR model
+- ``losses.py``: MGA (grouped contrastive alignment) and MGC (causal masked captioning)
+- ``loop.py``: the training loop (CPU or CUDA, DDP under torchrun, checkpoints, logs)
+- ``evaluate.py`` + ``metrics.py``: retrieval, captioning and classification metrics
+- ``validate.py``: train briefly, evaluate, run the shuffled-caption control, give a verdict
+- ``config.py``: ``TrainConfig`` (the ``train:`` section of a pipeline YAML)
+- ``api.py``: what ``valor-data train`` runs (train + evaluate, evaluate a checkpoint, validate)
+- ``synthetic.py``: learnable synthetic shards in the shard format (tests, demo, bench)
+"""

@@ -1,0 +1,275 @@
+"""Shards -> decoded, batched samples: webdataset stages run inside a torch DataLoader.
+
+The trainer knows only shard paths: a split's ``W/shards/<split>.shards.json`` (wids style)
+or explicit tars, globs and shard lists. Only the known members (mp4, flac, json, txt) are
+read; nothing is unpickled. Each stage is a generator; its output is written beside it::
+
+    shard_urls      {"url"}                                      this reader's shards (training: pass after pass)
+    tarfile_samples {"__key__", "mp4", "flac", "json", "txt"}    raw bytes per clip
+    keep_share      the same, every k-th clip when readers outnumber shards
+    swap_captions   the same plus "captions" from another clip (the shuffled-caption control only)
+    shuffle         the same, shuffled in a buffer (training only)
+    decode          {"key", "frames" uint8 [N, 3, S, S], "fbank" float [K, 512, 64],
+                     "caption", "captions", "category", "language"}
+    batches         {"key" [B], "frames" [B, N, 3, S, S], "fbank" [B, K, 512, 64],
+                     "input_ids" [B, L], "attention_mask" [B, L], "captions", "category" [B], ...}
+
+``to_device`` moves a batch to the model's device and applies CLIP normalisation there (the
+workers ship uint8 frames, a quarter of the bytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import json
+import logging
+import os
+import random
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from valor_data.errors import ValorError
+from valor_data.train import audio, text, video
+
+log = logging.getLogger(__name__)
+
+KNOWN = ("mp4", "flac", "json", "txt")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What one sample decodes to (from the model's shape)."""
+
+    frames: int = 4
+    image_size: int = 64
+    audio_slices: int = 1
+    slice_frames: int = 512
+    max_text_len: int = 32
+
+    @classmethod
+    def of(cls, model_cfg) -> SampleSpec:
+        return cls(model_cfg.frames, model_cfg.image_size, model_cfg.audio_slices, model_cfg.slice_frames,
+                   model_cfg.max_text_len)
+
+
+# -- which tars -----------------------------------------------------------------------------
+def read_shard_list(path: str | Path) -> list[str]:
+    """The tar paths of a wids-style ``<split>.shards.json`` (urls relative to its folder)."""
+    path = Path(path)
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValorError(f"shard list not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValorError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(index, dict) or not isinstance(index.get("shardlist"), list):
+        raise ValorError(f"{path}: not a wids shard list (no 'shardlist')")
+    return [str((path.parent / entry["url"]).resolve()) for entry in index["shardlist"]]
+
+
+def resolve_shards(root: str | Path, split: str, explicit: Iterable[str] = ()) -> list[str]:
+    """Tar paths for ``split``: ``explicit`` tars/globs/shard lists if given, else
+    ``root/shards/<split>.shards.json``. Every tar must exist."""
+    urls: list[str] = []
+    for item in explicit:
+        if item.endswith(".json"):
+            urls += read_shard_list(item)
+        elif any(c in item for c in "*?["):
+            urls += sorted(glob.glob(item))
+        else:
+            urls.append(item)
+    if not explicit:
+        listing = Path(root) / "shards" / f"{split}.shards.json"
+        if not listing.is_file():
+            raise ValorError(f"no shards for split {split!r}: {listing} is missing "
+                             "(run build-shards, or pass --shards)")
+        urls = read_shard_list(listing)
+    missing = [u for u in urls if not Path(u).is_file()]
+    if missing or not urls:
+        raise ValorError(f"split {split!r}: " + (f"missing tar(s): {', '.join(missing[:3])}" if missing
+                                                else "no tars"))
+    return urls
+
+
+# -- stages ---------------------------------------------------------------------------------
+def shard_urls(urls: list[str], me: int, readers: int, seed: int, train: bool) -> Iterator[dict]:
+    """This reader's shards: once in order (eval) or pass after pass, reshuffled (training).
+    With fewer shards than readers every reader opens them all (``keep_share`` splits)."""
+    for epoch in itertools.count() if train else range(1):
+        order = list(urls)
+        if train:
+            random.Random(seed * 7919 + epoch).shuffle(order)
+        mine = order[me::readers] if len(order) >= readers else order
+        yield from ({"url": url} for url in mine)
+
+
+def keep_share(samples: Iterator[dict], me: int, readers: int) -> Iterator[dict]:
+    """Every ``readers``-th sample, starting at ``me``."""
+    return (s for i, s in enumerate(samples) if i % readers == me)
+
+
+def _skip(exn: Exception) -> bool:
+    log.warning("skipping a broken shard member: %r", exn)
+    return True
+
+
+def decode_sample(sample: dict, spec: SampleSpec, rng: random.Random | None) -> dict:
+    """Raw members -> frames, filterbank slices and captions (``rng`` None: deterministic, test-time)."""
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    captions = sample.get("captions") or [c for c in meta.get("captions") or [] if c]
+    captions = captions or [t for t in [sample.get("txt", b"").decode("utf-8").strip()] if t]
+    if not captions:
+        raise ValueError("no caption")
+    category = meta.get("category_index")
+    return {
+        "key": sample["__key__"],
+        "frames": torch.from_numpy(video.decode_frames(sample["mp4"], spec.frames, spec.image_size, rng)),
+        "fbank": audio.audio_slices(audio.read_flac(sample["flac"]), spec.audio_slices, spec.slice_frames, rng),
+        "caption": rng.choice(captions) if rng else captions[0],
+        "captions": captions,
+        "category": -1 if category is None else int(category),
+        "category_name": meta.get("category") or "",
+        "language": meta.get("language") or "",
+    }
+
+
+def decode(samples: Iterator[dict], spec: SampleSpec, rng: random.Random | None) -> Iterator[dict]:
+    """``decode_sample`` over a stream; clips that cannot be decoded are logged and skipped."""
+    for sample in samples:
+        try:
+            yield decode_sample(sample, spec, rng)
+        except (KeyError, ValueError, RuntimeError, OSError) as exc:   # av.error.* are OSError/ValueError
+            log.warning("skipping clip %s: %s", sample.get("__key__"), exc)
+
+
+def swap_captions(samples: Iterator[dict], table: dict[str, list[str]]) -> Iterator[dict]:
+    """Give each clip the captions ``table`` holds for it (the shuffled-caption control)."""
+    for sample in samples:
+        yield {**sample, "captions": table.get(sample["__key__"])}
+
+
+def collate(samples: list[dict], tokenizer, max_len: int) -> dict:
+    ids, mask = text.encode(tokenizer, [s["caption"] for s in samples], max_len)
+    return {
+        "key": [s["key"] for s in samples],
+        "frames": torch.stack([s["frames"] for s in samples]),
+        "fbank": torch.stack([s["fbank"] for s in samples]),
+        "input_ids": ids,
+        "attention_mask": mask,
+        "captions": [s["captions"] for s in samples],
+        "category": torch.tensor([s["category"] for s in samples]),
+        "category_name": [s["category_name"] for s in samples],
+        "language": [s["language"] for s in samples],
+    }
+
+
+def batches(samples: Iterator[dict], size: int, tokenizer, max_len: int, partial: bool) -> Iterator[dict]:
+    buffer = []
+    for sample in samples:
+        buffer.append(sample)
+        if len(buffer) == size:
+            yield collate(buffer, tokenizer, max_len)
+            buffer = []
+    if buffer and partial:
+        yield collate(buffer, tokenizer, max_len)
+
+
+class ShardStream(IterableDataset):
+    """The whole pipeline for one split; each DataLoader worker (and rank) reads its share."""
+
+    def __init__(self, urls: list[str], spec: SampleSpec, tokenizer, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world: int = 1, shuffle_buffer: int = 500,
+                 captions: dict[str, list[str]] | None = None):
+        super().__init__()
+        self.urls, self.spec, self.tokenizer, self.batch_size = urls, spec, tokenizer, batch_size
+        self.train, self.seed, self.rank, self.world = train, seed, rank, world
+        self.shuffle_buffer, self.captions = shuffle_buffer, captions
+
+    def __iter__(self) -> Iterator[dict]:
+        import webdataset as wds
+
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        me, readers = self.rank * workers + worker, self.world * workers
+        rng = random.Random(self.seed * 1_000_003 + me) if self.train else None
+        stream = shard_urls(self.urls, me, readers, self.seed, self.train)
+        stream = wds.tarfile_samples(stream, handler=_skip, select_files=_known)
+        if len(self.urls) < readers:
+            stream = keep_share(stream, me, readers)
+        if self.captions is not None:
+            stream = swap_captions(stream, self.captions)
+        if self.train:
+            stream = wds.shuffle(self.shuffle_buffer, min(self.shuffle_buffer, 100), rng=rng)(stream)
+        stream = decode(stream, self.spec, rng)
+        yield from batches(stream, self.batch_size, self.tokenizer, self.spec.max_text_len, partial=not self.train)
+
+
+def _known(name: str) -> bool:
+    return name.rsplit("/", 1)[-1].split(".", 1)[-1] in KNOWN
+
+
+def make_loader(stream: ShardStream, workers: int, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over the stream (batches are made in the workers)."""
+    return DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=False, prefetch_factor=4 if workers else None)
+
+
+@contextlib.contextmanager
+def cpu_threads_beside(workers: int, device: torch.device) -> Iterator[None]:
+    """On CPU, leave one core per DataLoader worker: oversubscribed OpenMP threads spin and stall
+    (on 2 cores with 2 workers, 2 threads cost ~5x the CPU time of 1)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and workers:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, min(before, cores - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model inputs of a batch on ``device``, frames CLIP-normalised."""
+    frames = batch["frames"].to(device, non_blocking=True).float().div_(255.0)
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 1, 3, 1, 1)
+    return {
+        "frames": (frames - mean) / std,
+        "fbank": batch["fbank"].to(device, non_blocking=True),
+        "input_ids": batch["input_ids"].to(device, non_blocking=True),
+        "attention_mask": batch["attention_mask"].to(device, non_blocking=True),
+    }
+
+
+def read_captions(urls: list[str], limit: int = 0) -> dict[str, list[str]]:
+    """Captions per clip from the shards' json (or txt) members; media members are skipped over."""
+    table: dict[str, list[str]] = {}
+    for url in urls:
+        with tarfile.open(url) as tar:
+            for member in tar:
+                key, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
+                if ext not in ("json", "txt") or (ext == "txt" and key in table):
+                    continue
+                raw = tar.extractfile(member).read().decode("utf-8")
+                captions = [c for c in json.loads(raw).get("captions") or [] if c] if ext == "json" else [raw]
+                if captions:
+                    table[key] = captions
+                if limit and len(table) >= limit:
+                    return table
+    return table
+
+
+def shuffled_captions(table: dict[str, list[str]], seed: int) -> dict[str, list[str]]:
+    """Every clip gets another clip's captions (a fixed derangement): a misaligned dataset."""
+    keys = sorted(table)
+    random.Random(seed).shuffle(keys)
+    return {key: table[keys[(i + 1) % len(keys)]] for i, key in enumerate(keys)}

@@ -1,0 +1,139 @@
+"""Evaluation metrics, computed in-process (no Java): retrieval, BLEU-4, ROUGE-L, CIDEr-D, top-k.
+
+The caption metrics follow the COCO caption evaluation code (pycocoevalcap): corpus BLEU with
+the closest reference length, ROUGE-L with beta 1.2 against the best reference, CIDEr-D with
+sigma 6, clipped counts and document frequencies from the references (including COCO's
+quirk of measuring length in bigrams). Text is lower-cased and split into words, or into
+characters for Chinese.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import torch
+
+from valor_data.train.text import is_chinese
+
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def retrieval(sim: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
+    """Text-to-clip retrieval from ``sim`` [texts, clips]; ``target`` [texts] is each text's
+    clip (default: the diagonal). Ties count against the model (a constant score ranks last)."""
+    target = torch.arange(sim.shape[0]) if target is None else target
+    sim = sim.float().cpu()
+    truth = sim[torch.arange(sim.shape[0]), target]
+    ranks = (sim >= truth[:, None]).sum(dim=1).float()           # 1 = best
+    return {"r1": _share(ranks <= 1), "r5": _share(ranks <= 5), "r10": _share(ranks <= 10),
+            "median_rank": float(ranks.median()), "mean_rank": float(ranks.mean()), "n": int(sim.shape[0])}
+
+
+def _share(hits: torch.Tensor) -> float:
+    return float(hits.float().mean())
+
+
+def retrieval_chance(n: int) -> dict[str, float]:
+    """What a model that ranks at random scores on ``n`` clips."""
+    return {"r1": min(1.0, 1 / n), "r5": min(1.0, 5 / n), "r10": min(1.0, 10 / n), "median_rank": (n + 1) / 2,
+            "mean_rank": (n + 1) / 2, "n": n}
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Share of rows whose label is among the ``k`` highest scores."""
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    return _share((top == labels[:, None]).any(dim=1))
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words without punctuation; Chinese text gives one token per character."""
+    clean = _PUNCT.sub(" ", text.lower())
+    if is_chinese(text):
+        return [c for c in clean if not c.isspace()]
+    return clean.split()
+
+
+def _ngrams(tokens: list[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu4(candidates: list[list[str]], references: list[list[list[str]]]) -> float:
+    """Corpus BLEU-4 (COCO style: closest reference length for the brevity penalty)."""
+    correct, guess = [0] * 4, [0] * 4
+    test_len = ref_len = 0
+    for cand, refs in zip(candidates, references, strict=True):
+        test_len += len(cand)
+        ref_len += min((abs(len(r) - len(cand)), len(r)) for r in refs)[1]
+        for n in range(1, 5):
+            counts = _ngrams(cand, n)
+            best = Counter()
+            for ref in refs:
+                best |= _ngrams(ref, n)
+            correct[n - 1] += sum(min(c, best[g]) for g, c in counts.items())
+            guess[n - 1] += max(0, len(cand) - n + 1)
+    tiny, small = 1e-15, 1e-9
+    score = math.prod((correct[k] + tiny) / (guess[k] + small) for k in range(4)) ** 0.25
+    ratio = (test_len + tiny) / (ref_len + small)
+    return score * (math.exp(1 - 1 / ratio) if ratio < 1 else 1.0)
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_l(candidates: list[list[str]], references: list[list[list[str]]], beta: float = 1.2) -> float:
+    """Mean sentence ROUGE-L F-measure (precision and recall each from the best reference)."""
+    scores = []
+    for cand, refs in zip(candidates, references, strict=True):
+        lcs = [_lcs(r, cand) for r in refs]
+        prec = max((n / len(cand) if cand else 0.0) for n in lcs)
+        rec = max((n / len(r) if r else 0.0) for n, r in zip(lcs, refs, strict=True))
+        scores.append((1 + beta**2) * prec * rec / (rec + beta**2 * prec) if prec and rec else 0.0)
+    return sum(scores) / max(1, len(scores))
+
+
+def _tfidf(tokens: list[str], df: Counter, log_docs: float) -> tuple[list[dict], list[float], int]:
+    vectors, norms, length = [{} for _ in range(4)], [0.0] * 4, 0
+    for n in range(1, 5):
+        for gram, tf in _ngrams(tokens, n).items():
+            vectors[n - 1][gram] = tf * (log_docs - math.log(max(1.0, df[gram])))
+            norms[n - 1] += vectors[n - 1][gram] ** 2
+            if n == 2:                        # COCO's CIDEr-D counts length in bigrams
+                length += tf
+    return vectors, [math.sqrt(x) for x in norms], length
+
+
+def cider(candidates: list[list[str]], references: list[list[list[str]]], sigma: float = 6.0) -> float:
+    """CIDEr-D (x10), document frequencies taken from the references of this corpus."""
+    df: Counter = Counter()
+    for refs in references:
+        df.update({g for r in refs for n in range(1, 5) for g in _ngrams(r, n)})
+    log_docs = math.log(float(len(references)))
+    scores = []
+    for cand, refs in zip(candidates, references, strict=True):
+        vec, norm, length = _tfidf(cand, df, log_docs)
+        total = 0.0
+        for ref in refs:
+            rvec, rnorm, rlength = _tfidf(ref, df, log_docs)
+            penalty = math.exp(-((length - rlength) ** 2) / (2 * sigma**2))
+            for n in range(4):
+                value = sum(min(v, rvec[n].get(g, 0.0)) * rvec[n].get(g, 0.0) for g, v in vec[n].items())
+                if norm[n] and rnorm[n]:
+                    value /= norm[n] * rnorm[n]
+                total += value * penalty / 4
+        scores.append(total / len(refs) * 10.0)
+    return sum(scores) / max(1, len(scores))
+
+
+def caption_scores(candidates: list[str], references: list[list[str]]) -> dict[str, float]:
+    """BLEU-4, ROUGE-L and CIDEr of generated captions against each clip's references."""
+    cands = [words(c) for c in candidates]
+    refs = [[words(r) for r in rs] for rs in references]
+    return {"bleu4": bleu4(cands, refs), "rouge_l": rouge_l(cands, refs), "cider": cider(cands, refs)}

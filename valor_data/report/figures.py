@@ -232,28 +232,26 @@ def training_curves(data: ReportData) -> Figure | None:
 
 
 def validation_metrics(data: ReportData) -> Figure | None:
-    """Retrieval recall of the trained model and of the shuffled control, against chance."""
+    """Text-to-clip recall of the trained model and of the shuffled-caption control, against chance."""
     validation = data.validation
-    if not validation:
+    if not validation or not validation.get("metrics"):
         return None
-    names = sorted(k for k, v in validation["metrics"].items() if k.startswith("t2") and isinstance(v, dict))
-    recalls = [(g, k) for g in names for k in ("R@1", "R@5", "R@10") if k in validation["metrics"][g]]
-    if not recalls:
-        return None
+    trained = validation["metrics"]["retrieval"]
+    control = (validation.get("control") or {}).get("retrieval", {})
+    chance = validation["metrics"]["chance"]
+    bars = [(group, k) for group in sorted(trained) for k in ("r1", "r5", "r10")]
     fig, ax = _figure(9, 3.6)
-    x = np.arange(len(recalls))
-    ax.bar(x - 0.2, [validation["metrics"][g][k] for g, k in recalls], 0.4, label="trained", color="#3c8d5a")
-    control = validation.get("control") or {}
-    ax.bar(x + 0.2, [control.get(g, {}).get(k, 0) for g, k in recalls], 0.4, label="shuffled captions",
+    x = np.arange(len(bars))
+    ax.bar(x - 0.2, [trained[g][k] for g, k in bars], 0.4, label="trained", color="#3c8d5a")
+    ax.bar(x + 0.2, [control.get(g, {}).get(k, 0.0) for g, k in bars], 0.4, label="shuffled captions",
            color="#999999")
-    chance = validation.get("chance", {})
-    for i, (_, k) in enumerate(recalls):
-        if k in chance:
-            ax.hlines(chance[k], i - 0.45, i + 0.45, colors="#c0392b", linestyles="--",
-                      label="chance" if i == 0 else None)
-    ax.set_xticks(x, [f"{g} {k}" for g, k in recalls], rotation=45, ha="right", fontsize=8)
+    for i, (_, k) in enumerate(bars):
+        ax.hlines(chance[k], i - 0.45, i + 0.45, colors="#c0392b", linestyles="--",
+                  label="chance" if i == 0 else None)
+    ax.set_xticks(x, [f"t2{g} {k.upper()}" for g, k in bars], rotation=45, ha="right", fontsize=8)
     verdict = "PASSED" if validation.get("passed") else "FAILED"
     ax.set_title(f"Validation on {validation.get('eval_split')}: {verdict}")
+    ax.set_ylabel("recall")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

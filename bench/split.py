@@ -85,7 +85,8 @@ def synthetic_unbalanced(rows: int, real: pa.Table, rng: np.random.Generator) ->
         "label_names": pa.ListArray.from_arrays(offsets, names.take(pick)),
         "captions": pa.nulls(rows, pa.list_(pa.string())), "language": pa.nulls(rows, pa.string()),
         "category": pa.nulls(rows, pa.string()), "category_index": pa.nulls(rows, pa.int32()),
-        "valor_id": pc.binary_join_element_wise(ids, start_txt, "_"), "origin": pa.nulls(rows, pa.string())})
+        "valor_id": pc.binary_join_element_wise(ids, start_txt, "_"), "origin": pa.nulls(rows, pa.string()),
+        "checksum": pa.nulls(rows, pa.string())})
 
 
 def stage_tables(w: Path, clip_ids: pa.Array, subsets: pa.Array, rng: np.random.Generator) -> None:

@@ -116,8 +116,8 @@ def data_bench(root: str, clips: int) -> None:
     make_synthetic_shards(root, SynthShards(splits=(("bench-k1", 8),), seconds=10.0, width=320, height=240,
                                             fps=25.0, per_shard=8, keyframe_s=1.0, seed=1))
     print(f"made {clips} + 8 clips (10 s, 320x240, 25 fps) in {time.perf_counter() - started:.1f} s")
-    captions = data.read_captions(data.resolve_shards(root, "bench"))
-    tokenizer = text.make_tokenizer(text.build_vocab(c for cs in captions.values() for c in cs))
+    targets = data.read_targets(data.resolve_shards(root, "bench"))
+    tokenizer = text.make_tokenizer(text.build_vocab(c for t in targets.values() for c in t["captions"]))
     for split, gop in (("bench", "1 keyframe per 10 s"), ("bench-k1", "1 keyframe per s")):
         urls = data.resolve_shards(root, split)
         for preset in ("tiny", "base"):

@@ -4,6 +4,7 @@ shape, error classification, config, the shared back-off, and http downloads on 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import random
@@ -208,7 +209,10 @@ def test_ffmpeg_arguments_are_a_list_with_both_outputs():
     assert args.count("-ss") == 2 and args.count("-t") == 2 and args.count("-i") == 2
     assert args[args.index("-t") + 1] == "10.000000"
     assert ["-map", "0:V:0?"] == args[args.index("-map"): args.index("-map") + 2]
-    assert "1:a:0?" in args and "-fpsmax" in args and "libx264" in args and "flac" in args
+    graph = args[args.index("-filter_complex") + 1]    # one aligned audio chain, split to both outputs
+    assert graph.startswith("[1:a:0]aresample") and graph.endswith("asplit=2[amp4][aflac]")
+    assert ["-map", "[aflac]"] == args[args.index("/w/a.mp4") + 1: args.index("/w/a.mp4") + 3]
+    assert "-fpsmax" in args and "libx264" in args and "flac" in args
     assert args[-1] == "/w/a.flac" and "/w/a.mp4" in args
     stderr = ("Input #0, mov,mp4, from 'x':\n  Duration: 00:00:36.50, start: 0.000000, bitrate: 625 kb/s\n"
               "  Stream #0:0[0x1](und): Video: h264, yuv420p, 480x360\n"
@@ -263,6 +267,24 @@ def test_download_resumes_a_truncated_body_with_range(served):
     assert http.download(server.url + "/media/clip.mp4", dest, cfg) == len(payload)
     assert dest.read_bytes() == payload
     assert server.requests[-1][2] == f"bytes={have}-"
+
+
+def test_a_resumed_download_is_checked_against_its_checksum(served):
+    server, payload, folder = served
+    cfg = FetchConfig(timeout_s=2)
+    server.add_fault("/media/clip.mp4", Fault("truncate", fraction=0.5), times=1)
+    dest = folder / "clip.part"
+    with pytest.raises(FetchFailure):
+        http.download(server.url + "/media/clip.mp4", dest, cfg)
+    http.download(server.url + "/media/clip.mp4", dest, cfg)          # resumed with Range
+    http.verify_checksum(dest, "sha256:" + hashlib.sha256(payload).hexdigest())
+    http.verify_checksum(dest, "md5:" + hashlib.md5(payload).hexdigest().upper())
+    for checksum, error_class in (("sha256:" + hashlib.sha256(b"other").hexdigest(), "ChecksumMismatch"),
+                                  ("crc32:deadbeef", "BadChecksum")):
+        with pytest.raises(FetchFailure) as info:
+            http.verify_checksum(dest, checksum, "http://mirror/clip.mp4")
+        assert (info.value.status, info.value.error_class) == ("failed_permanent", error_class)
+    assert "the manifest says" in str(info.value) or "not <md5" in str(info.value)
 
 
 @pytest.mark.parametrize("path, fault, status, error_class", [
@@ -321,3 +343,23 @@ def test_media_store_publishes_atomically_and_cleans_what_a_killed_run_left(tmp_
     with pytest.raises(ValorError, match="escapes"):
         store.temp("xyz_0", "mp4")
     assert not any(outside.iterdir())
+
+
+def test_a_corrupt_source_is_cut_without_ffmpeg_hanging(tmp_path):
+    """This damaged file made ffmpeg 9 wait forever, idle, when each output resampled the audio
+    on its own (the clip then ended as a timeout after clip_timeout_s); it must take a second."""
+    from valor_data.fetch.normalize import Source, normalize
+    from valor_data.synth import defects
+    from valor_data.synth.content import Content
+    from valor_data.synth.render import RenderSpec
+
+    content = Content("triangle", "red", "down", "beep", background=3, speed=57.7, pitch=1.08)
+    spec = RenderSpec(content, 18.0, 426, 240, 25.0, sample_rate=48000, seed=1100061)
+    source = defects.produce("corrupt", spec, tmp_path / "corrupt.mp4")
+    try:
+        result = normalize([Source(str(source))], 2.0, 12.0, tmp_path / "a.mp4", tmp_path / "a.flac",
+                           FetchConfig(clip_timeout_s=60))
+    except FetchFailure as failure:            # damage may be reported; a hang may not
+        assert failure.error_class != "Timeout", failure
+    else:
+        assert result.has_video and result.has_audio

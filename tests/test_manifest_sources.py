@@ -1,5 +1,6 @@
 """VALOR captions, Youku-mPLUG CSVs and URL lists into the clip table."""
 
+import csv
 import json
 
 import pyarrow as pa
@@ -151,3 +152,24 @@ def test_url_lists_in_every_format(tmp_path, fmt):
     assert all(check_clip_id(r["clip_id"]) for r in rows)
     expected = {"bad_url": 2, "bad_interval": 1} | ({"bad_row": 1} if fmt == "jsonl" else {})
     assert summary.rejected == expected
+
+
+def test_youku_text_is_kept_byte_for_byte_and_checksums_are_read(tmp_path):
+    titles = [" 前后有空格 ", "[官方] 方括号开头", "全角空格\u3000", "表情🎬, \"引号\"", "e\u0301 组合字符"]
+    digest = "ab" * 32
+    folder = tmp_path / "youku"
+    folder.mkdir()
+    with open(folder / "classification_val.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video_id:FILE", "title", "label", "sha256"])
+        writer.writerows([f"v/{i}.mp4", t, "篮球", digest.upper() if i == 0 else ""] for i, t in enumerate(titles))
+        writer.writerow(["v/bad.mp4", "坏校验和", "篮球", "xyz"])
+    _write(folder / "retrieval_val.csv", "clip_name:FILE,caption,checksum\nr/a.mp4,一个人,md5:" + "0" * 32 +
+           "\nr/b.mp4,两个人,crc32:1234\n")
+    workdir = Workdir.create(tmp_path / "w")
+    summary = build_youku(workdir, [(None, p) for p in sorted(folder.glob("*.csv"))], "http://127.0.0.1:9")
+    rows = {r["video_id"]: r for r in pq.read_table(workdir.manifest).to_pylist()}
+    assert [rows[f"v/{i}.mp4"]["captions"] for i in range(len(titles))] == [[t] for t in titles]
+    assert rows["v/0.mp4"]["checksum"] == "sha256:" + digest and rows["v/1.mp4"]["checksum"] is None
+    assert rows["r/a.mp4"]["checksum"] == "md5:" + "0" * 32
+    assert summary.rejected == {"bad_checksum": 2}

@@ -44,7 +44,7 @@ def test_youku_published_splits_to_shards(tmp_path):
             texts = {m.name.split(".")[0]: tar.extractfile(m).read().decode("utf-8")
                      for m in tar.getmembers() if m.name.endswith(".txt")}
         captions = {r["clip_id"]: r["captions"][0] for r in rows if r["subset"] == subset}
-        assert texts == captions and all(t.startswith("一个") for t in texts.values())
+        assert texts == captions and all("一个" in t for t in texts.values())   # byte for byte
     if "youku-captioning-test" in subsets:
         desc = json.loads((out / "desc_test.json").read_text(encoding="utf-8"))
         assert all(isinstance(d["desc"], list) and len(d["desc"]) == 2 for d in desc)
@@ -52,6 +52,10 @@ def test_youku_published_splits_to_shards(tmp_path):
         assert len(ref["annotations"]) == 2 * len(desc)
     card = (out / "README.md").read_text(encoding="utf-8")
     assert yaml.safe_load(card.split("---\n")[1])["language"] == ["zh"] and "Youku-mPLUG" in card
+    chinese, english = card.split("\n## English\n")                  # the card in Chinese, then in English
+    assert "## 中文说明" in chinese and "### 加载" in chinese and "版权" in chinese and "| 划分 |" in chinese
+    assert "## Loading" in english and "## Licence" in english and "CSV's own file name" in english
+    assert all(f"| {s} |" in chinese and f"| {s} |" in english for s in subsets)
     report = verify(workdir, VerifyOptions(full=True))
     assert report.ok, "\n".join(report.lines())
     assert "published" in next(c for c in report.checks if c.name == "label_distribution").note

@@ -1,3 +1,5 @@
+import csv
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -165,7 +167,9 @@ def test_chinese_set_has_youku_layout_and_loads_through_the_youku_reader(tmp_pat
 
     out = tmp_path / "zh"
     clips = make_corpus(out, SynthConfig(clips=24, defects={"zero_bytes": 1}, lang="zh", source_seconds=(10, 10),
-                                         seed=5))
+                                         seed=5, size=(192, 144), fps=10.0, checksums="md5"))
+    assert {(c.render["width"], c.render["height"], c.render["fps"]) for c in clips} == {(192, 144, 10.0)}
+    assert any(c.title_zh != c.caption_zh for c in clips)       # titles carry spaces, quotes, an emoji ...
     csvs = sorted(out.glob("*.csv"))
     assert {p.stem for p in csvs} <= {"pretrain", "classification_train", "classification_val",
                                       "classification_test", "retrieval_train", "retrieval_test",
@@ -181,8 +185,12 @@ def test_chinese_set_has_youku_layout_and_loads_through_the_youku_reader(tmp_pat
         if clip.label_blank:
             continue
         row = rows[clip.file]
-        assert row["captions"][0] == clip.caption_zh
+        listed = clip.subset in ("captioning_val", "captioning_test")
+        assert row["captions"][0] == (clip.caption_zh if listed else clip.title_zh)     # byte for byte
         if clip.subset.startswith("classification"):
             assert row["category"] == clip.category
         if clip.subset in ("captioning_val", "captioning_test"):
             assert len(row["captions"]) == 2
+        assert row["checksum"] == "md5:" + hashlib.md5((out / clip.file).read_bytes()).hexdigest()
+    labels = [r["label"] for p in csvs if p.stem.startswith("classification") for r in csv.DictReader(p.open(encoding="utf-8"))]
+    assert any(label.isdigit() for label in labels) and any(label and not label.isdigit() for label in labels)

@@ -28,8 +28,8 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(shards):
-    captions = data.read_captions(data.resolve_shards(shards, "valor32k-train"))
-    return text.make_tokenizer(text.build_vocab(c for cs in captions.values() for c in cs))
+    targets = data.read_targets(data.resolve_shards(shards, "valor32k-train"))
+    return text.make_tokenizer(text.build_vocab(c for t in targets.values() for c in t["captions"]))
 
 
 def _keys(stream, workers):
@@ -52,7 +52,7 @@ def test_resolve_shards(shards, tmp_path):
 def test_eval_stream_yields_every_clip_once(shards, tokenizer, workers):
     urls = data.resolve_shards(shards, "valor32k-test")
     keys = _keys(data.ShardStream(urls, SPEC, tokenizer, 2, train=False), workers)
-    assert sorted(keys) == sorted(data.read_captions(urls))          # 5 clips, none twice (3 readers > 2 tars)
+    assert sorted(keys) == sorted(data.read_targets(urls))           # 5 clips, none twice (3 readers > 2 tars)
 
 
 def test_batches_hold_decoded_tensors(shards, tokenizer):
@@ -62,8 +62,8 @@ def test_batches_hold_decoded_tensors(shards, tokenizer):
     assert batch["fbank"].shape == (4, 2, 512, 64) and batch["fbank"].dtype == torch.float32
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (4, 16)
     assert (batch["input_ids"][:, 0] == tokenizer.cls_token_id).all()
-    captions = data.read_captions(urls)
-    assert [captions[k] for k in batch["key"]] == batch["captions"]
+    targets = data.read_targets(urls)
+    assert [targets[k]["captions"] for k in batch["key"]] == batch["captions"]
     assert batch["language"] == ["en"] * 4 and batch["category"].tolist() == [-1] * 4
     inputs = data.to_device(batch, torch.device("cpu"))
     white = torch.full((1, 1, 3, 1, 1), 255, dtype=torch.uint8)
@@ -132,12 +132,21 @@ def test_broken_clips_are_skipped(shards, tokenizer, tmp_path, caplog):
     assert "skipping clip" in caplog.text
 
 
-def test_shuffled_captions_are_a_derangement(shards):
-    table = data.read_captions(data.resolve_shards(shards, "valor32k-train"))
-    swapped = data.shuffled_captions(table, seed=0)
+def test_shuffled_targets_are_a_derangement_of_captions_and_categories(tmp_path):
+    make_synthetic_shards(tmp_path, SynthShards(splits=(("youku-classification-train", 8),), per_shard=4,
+                                                seconds=2.0, language="zh", categories=True, seed=3))
+    urls = data.resolve_shards(tmp_path, "youku-classification-train")
+    table = data.read_targets(urls)
+    assert all(t["category"] is not None and t["category_name"] and t["captions"] for t in table.values())
+    swapped = data.shuffled_targets(table, seed=0)
     assert set(swapped) == set(table)
-    assert sorted(map(tuple, swapped.values())) == sorted(map(tuple, table.values()))
-    assert all(swapped[k] != table[k] for k in table if list(table.values()).count(table[k]) == 1)
+    assert sorted(map(str, swapped.values())) == sorted(map(str, table.values()))
+    assert all(swapped[k] is not table[k] for k in table)          # every clip gets another clip's targets
+    tokenizer = text.make_tokenizer(text.build_vocab(c for t in table.values() for c in t["captions"]))
+    stream = data.ShardStream(urls, SPEC, tokenizer, 8, train=False, targets=swapped)
+    batch = next(iter(data.make_loader(stream, 0)))
+    assert batch["captions"] == [swapped[k]["captions"] for k in batch["key"]]
+    assert batch["category"].tolist() == [swapped[k]["category"] for k in batch["key"]]
 
 
 def test_shard_list_from_elsewhere(shards, tmp_path):

@@ -77,15 +77,16 @@ def test_evaluate_checkpoint(workdir, tmp_path):
 
 def test_vocabulary_sources(workdir, tmp_path):
     proc = loop.Process()
-    built = loop.vocabulary(_cfg(), [str(p) for p in sorted((workdir / "shards").glob("valor32k-train-*.tar"))],
-                            tmp_path, proc)
+    built, classes = loop.vocabulary_and_classes(
+        _cfg(), [str(p) for p in sorted((workdir / "shards").glob("valor32k-train-*.tar"))], tmp_path, proc)
     assert built[:5] == text.SPECIALS and {"circle", "square", "triangle"} & set(built)
+    assert classes == ()                                                # VALOR clips: no categories, no head
     given = tmp_path / "given.txt"
     (tmp_path / "empty").mkdir()
     text.write_vocab(text.SPECIALS + ["hello"], given)
-    assert loop.vocabulary(_cfg(vocab=str(given)), [], tmp_path, proc)[-1] == "hello"
+    assert loop.vocabulary_and_classes(_cfg(vocab=str(given)), [], tmp_path, proc)[0][-1] == "hello"
     with pytest.raises(ValorError, match="vocabulary not found"):
-        loop.vocabulary(_cfg(text_init=str(given.parent / "empty")), [], tmp_path, proc)
+        loop.vocabulary_and_classes(_cfg(text_init=str(given.parent / "empty")), [], tmp_path, proc)
     assert text.build_vocab(["一个红色的圆形"])[5:] == sorted("一个红色的圆形")
 
 
@@ -98,7 +99,7 @@ def test_cli_train_then_eval_only(workdir, tmp_path, capsys):
     (work / "shards").symlink_to(workdir / "shards")
     assert _cli("train", str(work), "--pipeline", str(pipeline), "--steps", "1", "--log-every", "1") == 0
     out = capsys.readouterr().out
-    assert "t2av: R@1" in out and "BLEU-4" in out
+    assert "t2av: R@1" in out and "av2t: R@1" in out and "BLEU-4" in out and "classification" not in out
     assert (work / "train" / "ckpt.pt").is_file() and (work / "train" / "eval.json").is_file()
     assert _cli("train", "-w", str(work), "--pipeline", str(pipeline), "--eval-only", "--json") == 0
     result = json.loads(capsys.readouterr().out)
@@ -118,9 +119,17 @@ def test_chinese_captions_and_categories(tmp_path):
     assert "移" in vocab and "移动" not in vocab
     from valor_data.train.evaluate import evaluate_split
 
+    classes = json.loads((tmp_path / "train" / "classes.json").read_text(encoding="utf-8"))
+    assert classes and all(["circle", "square", "triangle"][i] == name for i, name in classes)   # the shape
+    assert run.model_cfg.classes == tuple(i for i, _ in classes) and run.model.classifier.out_features == len(classes)
+    assert run.history[0]["class"] > 0                                   # the head is trained
     result = evaluate_split(tmp_path, cfg, run.model, run.tokenizer, torch.device("cpu"))
-    assert result["classification"]["n"] == 4 and 0.0 <= result["classification"]["top1"] <= 1.0
-    assert result["classification"]["chance"]["top1"] == 1 / result["classification"]["classes"]
+    scores = result["classification"]
+    assert scores["n"] == 4 and 0.0 <= scores["top1"] <= scores["top5"] <= 1.0 and scores["classes"] == len(classes)
+    assert scores["chance"]["top1"] >= 1 / len(classes)
+    assert set(result["retrieval_c2t"]) == {"tv", "ta", "tav"} and result["retrieval_c2t"]["tav"]["n"] == 4
+    again = evaluate_checkpoint(tmp_path, cfg, str(tmp_path / "train" / "ckpt.pt"))   # the head comes back
+    assert again["classification"] == scores
     example = result["captioning"]["examples"][0]
     assert " " not in example["reference"] and " " not in example["generated"]
 

@@ -58,11 +58,19 @@ def test_cider_by_hand():
 def test_words_english_and_chinese():
     assert metrics.words("A red circle, moves LEFT!") == ["a", "red", "circle", "moves", "left"]
     assert metrics.words("一个红色的圆形，向左移动") == list("一个红色的圆形向左移动")
+    # Chinese keeps CJK ideographs only (Youku-mPLUG's normaliser): no punctuation, Latin, digits, emoji
+    assert metrics.words("【原创】红色的圆形 HD 🎬 向左！") == list("原创红色的圆形向左")
+    assert metrics.words("circle 1080P 红色", chinese=True) == list("红色")
+    assert metrics.words("MV 2023", chinese=True) == [] and metrics.words("MV 2023") == ["mv", "2023"]
 
 
 def test_caption_scores_chinese_per_character():
     scores = metrics.caption_scores(["一个红色的圆形向左移动"], [["一个红色的圆形向右移动"]])
     assert scores["rouge_l"] == pytest.approx(10 / 11)
+    # the reference decides: a guess in Latin letters scores nothing against Chinese references
+    assert metrics.caption_scores(["a red circle"], [["一个红色的圆形"]])["bleu4"] < 1e-6
+    same = metrics.caption_scores(["一个红色的圆形，向右移动 🎬"], [["一个红色的圆形向右移动"]])
+    assert same["bleu4"] == pytest.approx(1.0) and same["rouge_l"] == pytest.approx(1.0)
 
 
 def test_topk_accuracy():

@@ -89,7 +89,8 @@ def test_forward_losses_and_gradients(model):
         losses = model(*_inputs(model.cfg, batch=3))
     finally:
         model.eval()
-    assert set(losses) == {f"mga_{g}" for g in GROUPS} | {f"mgc_{g}" for g in GROUPS} | {"mga", "mgc", "loss"}
+    assert set(losses) == {f"mga_{g}" for g in GROUPS} | {f"mgc_{g}" for g in GROUPS} | {"mga", "mgc", "class", "loss"}
+    assert model.classifier is None and losses["class"].item() == 0.0          # no categories: no head
     assert all(torch.isfinite(v) for v in losses.values())
     mga = sum(losses[f"mga_{g}"] for g in GROUPS) / 3
     mgc = sum(losses[f"mgc_{g}"] for g in GROUPS) / 3
@@ -97,6 +98,25 @@ def test_forward_losses_and_gradients(model):
     losses["loss"].backward()
     assert model.logit_scale.grad is not None and model.audio.embeddings.patch_embeddings.projection.weight.grad is not None
     model.zero_grad(set_to_none=True)
+
+
+def test_classification_head_maps_categories_and_learns_them():
+    torch.manual_seed(0)
+    model = VALOR(model_config("tiny", {**SMALL, "classes": (3, 12, 40)}))
+    assert model.classifier.out_features == 3
+    category = torch.tensor([12, -1, 40, 7])                 # none, and a category the head lacks: ignored
+    assert model.class_targets(category).tolist() == [1, -1, 2, -1]
+    frames, fbank, ids, mask = _inputs(model.cfg, batch=4)
+    losses = model(frames, fbank, ids, mask, category)
+    logits = model.classify(model.encode_video(frames), model.encode_audio(fbank))
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([1, 2]))
+    assert losses["class"].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert losses["loss"].item() == pytest.approx(1.5 * losses["mga"].item() + losses["mgc"].item()
+                                                  + losses["class"].item(), rel=1e-5)
+    none = model(frames, fbank, ids, mask, torch.full((4,), -1))["class"]
+    none.backward()                                          # still part of the graph (DDP), but zero
+    assert none.item() == 0.0 and model.classifier.weight.grad is not None
+    assert not model.classifier.weight.grad.any()
 
 
 def test_coarse_option_uses_cls(model):

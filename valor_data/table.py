@@ -29,6 +29,7 @@ CLIP_SCHEMA = pa.schema([
     pa.field("category_index", pa.int32()),
     pa.field("valor_id", pa.string()),                    # <YTID>_<start>.000_<end>.000
     pa.field("origin", pa.string()),                      # file:line the row came from
+    pa.field("checksum", pa.string()),                    # "<algo>:<hex>" of the whole file, when published
 ])
 
 REJECT_SCHEMA = pa.schema([
@@ -40,6 +41,19 @@ REJECT_SCHEMA = pa.schema([
     pa.field("detail", pa.string()),     # human-readable explanation
     pa.field("raw", pa.string()),        # the offending line as read
 ])
+
+
+CHECKSUM_HEX = {"md5": 32, "sha1": 40, "sha256": 64}   # algorithm -> hex digits
+
+
+def checksum_value(algo: str, digest: str) -> str:
+    """A checksum cell as stored: ``<algo>:<lower-case hex>`` (ValueError when malformed)."""
+    algo, digest = algo.strip().lower(), digest.strip().lower()
+    if algo not in CHECKSUM_HEX:
+        raise ValueError(f"unknown checksum algorithm {algo!r} (known: {', '.join(CHECKSUM_HEX)})")
+    if len(digest) != CHECKSUM_HEX[algo] or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a {algo} digest: {digest[:80]!r}")
+    return f"{algo}:{digest}"
 
 
 def clip_row(**fields) -> dict:

@@ -48,14 +48,17 @@ def _echo_result(result: dict, as_json: bool) -> None:
     if "retrieval" not in result:
         return
     click.echo(f"evaluated on {result['split']}: {result['n']} clips")
-    for group, scores in result["retrieval"].items():
-        click.echo(f"t2{group[1:]}: R@1 {scores['r1']:.3f} R@5 {scores['r5']:.3f} R@10 {scores['r10']:.3f} "
-                   f"median rank {scores['median_rank']:.0f} (chance R@1 {result['chance']['r1']:.3f})")
+    for direction, name in (("retrieval", "t2{}"), ("retrieval_c2t", "{}2t")):
+        for group, scores in result[direction].items():
+            click.echo(f"{name.format(group[1:])}: R@1 {scores['r1']:.3f} R@5 {scores['r5']:.3f} "
+                       f"R@10 {scores['r10']:.3f} median rank {scores['median_rank']:.0f} "
+                       f"(chance R@1 {result['chance']['r1']:.3f})")
     cap = result["captioning"]
     click.echo(f"captioning: BLEU-4 {cap['bleu4']:.3f} ROUGE-L {cap['rouge_l']:.3f} CIDEr {cap['cider']:.3f}")
     if "classification" in result:
         cls = result["classification"]
-        click.echo(f"classification: top-1 {cls['top1']:.3f} top-5 {cls['top5']:.3f} ({cls['classes']} classes)")
+        click.echo(f"classification: top-1 {cls['top1']:.3f} top-5 {cls['top5']:.3f} ({cls['classes']} classes; "
+                   f"chance {cls['chance']['top1']:.3f} / {cls['chance']['top5']:.3f})")
 
 
 @click.command()

@@ -65,7 +65,7 @@ class FetchConfig:
     workers: int = 0                       # worker processes (0: one per CPU)
     threads: int = 3                       # clips in flight per worker (network waits overlap ffmpeg)
     timeout_s: float = 30.0                # network read timeout (yt-dlp, http, ffmpeg rw_timeout)
-    clip_timeout_s: float = 900.0          # one ffmpeg process at most this long
+    clip_timeout_s: float = 300.0          # one ffmpeg process at most this long (then a transient Timeout)
     retries: int = 4                       # transient failures retried this many times per clip and run
     backoff_s: float = 2.0                 # first retry delay; doubles, full jitter
     backoff_max_s: float = 120.0

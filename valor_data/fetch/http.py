@@ -1,14 +1,16 @@
-"""Direct http(s) media: whole-file downloads with Range resume, and a short diagnostic probe.
+"""Direct http(s) media: whole-file downloads with Range resume, checksums, and a short diagnostic probe.
 
 ``download`` streams a file to a partial file in ``W/fetch/downloads``; a retry resumes
 it with ``Range: bytes=<have>-``. The status code, Content-Type and Content-Length are
-checked, so an error page or a truncated body is a failure, never a clip. ``diagnose``
+checked, so an error page or a truncated body is a failure, never a clip. ``verify_checksum``
+compares a finished file with the digest its manifest row carries (``<algo>:<hex>``). ``diagnose``
 asks for the first KiB of a URL that ffmpeg could not read, to say precisely why
 (HTTP status with Retry-After, an HTML page, an empty file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import logging
 import re
@@ -27,6 +29,7 @@ from valor_data.fetch.outcome import (
     permanent,
     transient,
 )
+from valor_data.table import CHECKSUM_HEX
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +158,17 @@ def _copy(response, dest: Path, have: int, cfg: FetchConfig, url: str) -> int:
         if is_disk_full(exc):
             raise disk_full(str(dest.parent)) from None
         raise
+
+
+def verify_checksum(path: Path, checksum: str, url: str = "") -> None:
+    """Raise a permanent ``ChecksumMismatch`` unless ``path`` hashes to ``checksum`` (``<algo>:<hex>``)."""
+    algo, _, expected = checksum.partition(":")
+    if algo not in CHECKSUM_HEX:
+        raise permanent("BadChecksum", f"the manifest's checksum {checksum[:80]!r} is not <md5|sha1|sha256>:<hex>")
+    digest = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != expected.lower():
+        raise permanent("ChecksumMismatch", f"{algo} of the downloaded file is {digest.hexdigest()}, "
+                                            f"the manifest says {expected} ({url[:120] or path.name})")

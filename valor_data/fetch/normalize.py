@@ -23,7 +23,11 @@ _HTTP_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,hls"
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _SECTION_RE = re.compile(r"^(Input|Output) #(\d+)")
 _STREAM_RE = re.compile(r"^\s*Stream #(\d+):\d+.*?: (Video|Audio): (.*)$")
-_ALIGN = "aresample=async=1:first_pts=0"   # fill timestamp gaps: audio stays on the video's timeline
+# Fill timestamp gaps: audio stays on the video's timeline. It runs once per clip and is split
+# to both outputs: an aresample per output makes ffmpeg 7-9 wait forever, idle, on some corrupt
+# sources (a regression test fetches one).
+_ALIGN = "aresample=async=1:first_pts=0"
+_NO_STREAM = ("does not contain any stream", "matches no streams")
 _NETWORK_RE = re.compile(r"Stream ends prematurely|timed out|Connection reset|Error reading HTTP", re.I)
 
 
@@ -100,13 +104,15 @@ def ffmpeg_args(sources: list[Source], start: float | None, end: float | None, m
             args += ["-fpsmax", f"{cfg.max_fps:g}"]
         if cfg.keyframe_interval_s:   # short GOPs: sparse frame reads (filter, trainer) decode little
             args += ["-force_key_frames", f"expr:gte(t,n_forced*{cfg.keyframe_interval_s:g})"]
-    if audio is not None:
-        args += ["-map", f"{audio}:a:0?", "-af", _ALIGN, "-c:a", "aac", "-b:a", f"{cfg.aac_kbps}k"]
+    if audio is not None:   # one aligned audio chain, split to both outputs (see _ALIGN)
+        both = flac is not None
+        args += ["-filter_complex", f"[{audio}:a:0]{_ALIGN}" + (",asplit=2[amp4][aflac]" if both else "[amp4]"),
+                 "-map", "[amp4]", "-c:a", "aac", "-b:a", f"{cfg.aac_kbps}k"]
     args += ["-sn", "-dn", "-threads", str(cfg.ffmpeg_threads), "-movflags", "+faststart",
              "-map_metadata", "-1", "-f", "mp4", str(mp4)]
     if flac is not None and audio is not None:
-        args += ["-map", f"{audio}:a:0?", "-vn", "-sn", "-dn", "-af", _ALIGN, "-ac", str(cfg.audio_channels),
-                 "-ar", str(cfg.audio_rate), "-c:a", "flac", "-map_metadata", "-1", "-f", "flac", str(flac)]
+        args += ["-map", "[aflac]", "-ac", str(cfg.audio_channels), "-ar", str(cfg.audio_rate), "-c:a", "flac",
+                 "-map_metadata", "-1", "-f", "flac", str(flac)]
     return args
 
 
@@ -144,7 +150,7 @@ def _run(sources, start, end, mp4, flac, cfg) -> str:
         stderr = exc.stderr or str(exc)
         if exc.returncode is None:
             raise transient("Timeout", f"ffmpeg ran longer than {cfg.clip_timeout_s:g} s") from None
-        if "does not contain any stream" not in stderr:
+        if not any(message in stderr for message in _NO_STREAM):
             raise from_ffmpeg(stderr, exc.returncode, str(mp4.parent)) from None
     _, streams = parse_inputs(stderr)
     present = [Source(s.location, s.video and "Video" in streams.get(i, ()),

@@ -35,7 +35,7 @@ from valor_data.workdir import Workdir, atomic_path
 log = logging.getLogger(__name__)
 
 STAGE = "fetch"
-ROW_COLUMNS = ["clip_id", "source", "video_id", "url", "start_s", "end_s"]
+ROW_COLUMNS = ["clip_id", "source", "video_id", "url", "start_s", "end_s", "checksum"]
 
 
 @dataclass
@@ -64,9 +64,11 @@ class FetchSummary:
 
 
 def manifest_rows(path: os.PathLike, batch_size: int = 8192) -> Iterator[dict]:
-    """The manifest's rows (only what fetch needs), streamed batch by batch."""
+    """The manifest's rows (only what fetch needs), streamed batch by batch (a manifest written
+    before a column existed simply lacks it)."""
     parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=ROW_COLUMNS):
+    columns = [c for c in ROW_COLUMNS if c in parquet.schema_arrow.names]
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
         yield from batch.to_pylist()
 
 

@@ -160,8 +160,10 @@ def _fetch_youtube(row: dict, env: Env, mp4: Path, flac: Path, trace: dict) -> N
 
 
 def _fetch_http(row: dict, env: Env, mp4: Path, flac: Path, trace: dict) -> Normalized:
+    """A segment is cut straight from the URL; a whole file, or any file with a checksum (which
+    covers the whole file), is downloaded (resumably), verified, then normalised."""
     url, start, end = row["url"], row.get("start_s"), row.get("end_s")
-    if env.cfg.http.cut_from_url and (start is not None or end is not None):
+    if env.cfg.http.cut_from_url and (start is not None or end is not None) and not row.get("checksum"):
         trace.update(method="cut", formats="url")
         source = Source(url, headers=(("User-Agent", env.cfg.http.user_agent),))
         try:
@@ -175,6 +177,8 @@ def _fetch_http(row: dict, env: Env, mp4: Path, flac: Path, trace: dict) -> Norm
     part.parent.mkdir(parents=True, exist_ok=True)
     try:
         http.download(url, part, env.cfg)
+        if row.get("checksum"):
+            http.verify_checksum(part, row["checksum"], url)
         result = normalize([Source(str(part))], start, end, mp4, flac, env.cfg)
     except FetchFailure as failure:   # keep a partial download only for a transient failure's retry
         if failure.status != TRANSIENT:
@@ -192,4 +196,6 @@ def _fetch_file(row: dict, env: Env, mp4: Path, flac: Path, trace: dict) -> Norm
     if not path.is_file():
         raise permanent("FileNotFound", f"no such file: {path}")
     trace.update(method="file", formats=path.suffix.lstrip(".") or "file")
+    if row.get("checksum"):
+        http.verify_checksum(path, row["checksum"], row["url"])
     return normalize([Source(str(path))], row.get("start_s"), row.get("end_s"), mp4, flac, env.cfg)

@@ -1,7 +1,8 @@
 """The dataset card: ``W/shards/README.md`` with Hugging Face YAML front matter.
 
 One ``configs`` entry per split (its tars as the data files), then counts, the
-sample format, how to load it, the recipe and thresholds used, and licence notes.
+sample format, how to load it, the recipe and thresholds used, and licence notes. A Chinese
+dataset (Youku-mPLUG) gets the card in Chinese first, then the same in English.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ LICENCES = {
         "using or redistributing these shards."),
     "urls": "The media come from the URL lists given; their owners' terms apply.",
 }
+LICENCES_ZH = {
+    "youku": ("Youku-mPLUG 由其作者按其自有条款发布，仅供研究使用；视频的版权归其在优酷上的所有者所有。"
+              "使用或再分发这些分片之前，请阅读并遵守原始许可。"),
+    "audioset": ("AudioSet 片段列表与标签由 Google 以 CC BY 4.0 发布；视频与音频摘自 YouTube，版权归上传者所有，"
+                 "本说明不授予任何许可。"),
+    "urls": "媒体来自所给的 URL 列表，适用其所有者的条款。",
+}
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 
@@ -56,25 +64,60 @@ def _manifest_facts(workdir: Workdir) -> tuple[list[str], list[str]]:
     return sources, languages
 
 
-def _overview(title: str, shards: dict) -> list[str]:
-    lines = [f"# {title}", "", "Built with valor-data. Every sample is one clip: `{key}.mp4` (H.264 + AAC, "
-             "short side <= 360), `{key}.flac` (16 kHz mono), `{key}.json` (clip_id, valor_id, source, subset, "
-             "video_id, url, start_s, end_s, labels, label_names, captions, language, category, category_index, "
-             "split, quality) and `{key}.txt` (the first caption, UTF-8). The key is the clip id.", "",
-             "| split | samples | shards | bytes |", "|---|---:|---:|---:|"]
+def _overview(title: str, shards: dict, chinese: bool) -> list[str]:
+    lines = ([] if chinese else [f"# {title}", ""]) + [
+        "Built with valor-data. Every sample is one clip: `{key}.mp4` (H.264 + AAC, "
+        "short side <= 360), `{key}.flac` (16 kHz mono), `{key}.json` (clip_id, valor_id, source, subset, "
+        "video_id, url, start_s, end_s, labels, label_names, captions, language, category, category_index, "
+        "split, quality) and `{key}.txt` (the first caption, UTF-8). The key is the clip id."]
+    if chinese:
+        lines += ["", "Youku-mPLUG: `video_id` is the CSV's own file name (so every sample maps back to its "
+                  "CSV row), `captions` hold the Chinese titles or captions and `.txt` the first of them, "
+                  "byte for byte as published; `category` and `category_index` are the category's name and "
+                  "its index among the 45 of `classname.json`. Each published subset is kept as one split; "
+                  "broken, too short or too long, static and duplicate clips are filtered out (thresholds under "
+                  "Recipe) with their reasons recorded in the work dir's tables."]
+    return lines + [""] + _split_table(shards, "| split | samples | shards | bytes |")
+
+
+def _split_table(shards: dict, header: str) -> list[str]:
+    lines = [header, "|---|---:|---:|---:|"]
     for split, records in shards.items():
         lines.append(f"| {split} | {sum(r.nsamples for r in records):,} | {len(records)} | "
                      f"{sum(r.filesize for r in records):,} |")
     return lines + [""]
 
 
-def _loading(shards: dict) -> list[str]:
+def _code(shards: dict) -> list[str]:
     example = next((split for split, records in shards.items() if records), "SPLIT")
-    return ["## Loading", "", "```python", "import webdataset as wds",
+    return ["```python", "import webdataset as wds",
             f"ds = wds.WebDataset(['{example}-000000.tar'])  # every url is in {example}.shards.json",
             "from datasets import load_dataset",
             f"ds = load_dataset('webdataset', data_files={{'{_hf_split(example, [])}': '{example}-*.tar'}}, "
-            "streaming=True)", "```", "",
+            "streaming=True)", "```", ""]
+
+
+def _chinese(title: str, shards: dict, sources: list[str]) -> list[str]:
+    """The card's Chinese half (the English half follows it)."""
+    intro = [f"# {title}", "", "[中文](#中文说明) | [English](#english)", "", "## 中文说明", "",
+            "由 valor-data 构建。每个样本对应一个视频片段：`{key}.mp4`（H.264 + AAC，短边不超过 360）、"
+            "`{key}.flac`（16 kHz 单声道）、`{key}.json`（clip_id、source、subset、video_id（即 CSV 中的文件名，"
+            "可据此对回 CSV 的行）、url、captions（全部中文标题或描述）、language、category（类别名称）、"
+            "category_index（在 45 个类别中的序号，与 classname.json 一致）、split、quality（过滤指标））和 "
+            "`{key}.txt`（第一条中文标题或描述，UTF-8，与 CSV 中的文字逐字节一致）。键即片段 ID。", "",
+            "发布的每个子集（预训练、分类、检索、描述的 train/val/test）原样作为一个划分；"
+            "损坏、时长不合要求、静止画面和重复的片段已被过滤（阈值见英文部分的 Recipe），原因记录在工作目录的表中。", ""]
+    loading = ["### 加载", ""] + _code(shards) + [
+        "Hugging Face 用 torchcodec 解码 `mp4`/`flac`；若要原始字节，请为它们传入 `Value('binary')` 的 "
+        "`features`。`index.parquet` 给出每个成员所在的分片、偏移、大小和 sha256；`SHA256SUMS` 可用 "
+        "`sha256sum -c` 校验；`valor-data verify-splits` 会重新检查全部内容。", ""]
+    licence = ["### 许可", ""] + [LICENCES_ZH.get(s, LICENCES_ZH["urls"]) for s in sources]
+    return (intro + _split_table(shards, "| 划分 | 样本数 | 分片数 | 字节数 |") + loading + licence
+            + ["", "## English", ""])
+
+
+def _loading(shards: dict) -> list[str]:
+    return ["## Loading", ""] + _code(shards) + [
             "Hugging Face decodes `mp4`/`flac` with torchcodec; to get raw bytes instead, pass `features` with "
             "`Value('binary')` for them. `index.parquet` gives every member's shard, byte offset, size and sha256 "
             "(random access); `<split>.shards.json` lists shards with sample counts and sha256; `SHA256SUMS` "
@@ -100,7 +143,10 @@ def write_card(workdir: Workdir, out: Path, cfg: ShardConfig, shards: dict, pipe
                         "-".join(sources) + "-terms" if sources else "see-card")
     text = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
     licence = ["## Licence", ""] + [LICENCES.get(s, LICENCES["urls"]) for s in sources] + [""]
-    text += "\n".join(_overview(cfg.title, shards) + _loading(shards) + _recipe(summary, pipeline, cfg) + licence)
+    chinese = "zh" in languages
+    head = _chinese(cfg.title, shards, sources) if chinese else []
+    text += "\n".join(head + _overview(cfg.title, shards, chinese) + _loading(shards) + _recipe(summary, pipeline, cfg)
+                      + licence)
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
     return out / "README.md"

@@ -7,7 +7,12 @@ Files and their columns (the ``:FILE`` column is a path relative to the download
 - ``retrieval_{train,val,test}.csv``: ``clip_name:FILE``, ``caption``
 - ``captioning_{train,val,test}.csv``: ``video_id:FILE``, ``golden_caption`` (a Python list literal in val/test)
 
-Chinese text is kept byte for byte. The CSV's own file name stays the source id.
+An optional checksum column (``sha256``, ``sha1`` or ``md5`` with a hex digest, or ``checksum``
+as ``<algo>:<hex>``) goes to the ``checksum`` column; fetch verifies the downloaded file against it.
+The published CSVs carry none; mirrors may add one.
+
+Chinese text is kept byte for byte (titles and captions are never stripped or normalised; only
+``golden_caption`` is read as a list literal). The CSV's own file name stays the source id.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from urllib.parse import quote
 from valor_data.errors import ManifestError
 from valor_data.ids import hashed_clip_id
 from valor_data.sources.common import Collected
+from valor_data.table import CHECKSUM_HEX, checksum_value
 
 # The 45 categories, in the index order of Youku-mPLUG's classname.json.
 CATEGORIES = [
@@ -63,17 +69,31 @@ def _bad_file(file: str) -> str | None:
     return None
 
 
-def parse_captions(text: str) -> list[str]:
-    """A caption cell: a plain string, or a list literal of strings (never ``eval``)."""
-    text = text.strip()
-    if not text:
+def parse_captions(text: str, literal: bool = False) -> list[str]:
+    """A text cell as captions, kept byte for byte. With ``literal`` (``golden_caption``) a cell that
+    starts with ``[`` is a list literal of strings (read with ``ast.literal_eval``, never ``eval``)."""
+    if not text.strip():
         return []
-    if text.startswith("["):
-        value = ast.literal_eval(text)   # literals only; raises on anything else
+    if literal and text.lstrip().startswith("["):
+        value = ast.literal_eval(text.strip())   # literals only; raises on anything else
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("golden_caption list must hold strings only")
         return [v for v in value if v.strip()]
     return [text]
+
+
+def parse_checksum(row: dict) -> str | None:
+    """The row's checksum as ``<algo>:<hex>`` (None when the CSV has none); ValueError when malformed."""
+    for algo in CHECKSUM_HEX:
+        if (row.get(algo) or "").strip():
+            return checksum_value(algo, row[algo])
+    value = (row.get("checksum") or "").strip()
+    if not value:
+        return None
+    algo, sep, digest = value.partition(":")
+    if not sep:
+        raise ValueError(f"checksum {value[:80]!r} is not <algo>:<hex>")
+    return checksum_value(algo, digest)
 
 
 def _category(label: str) -> tuple[str, int] | None:
@@ -120,9 +140,14 @@ def _read_row(row: dict, kind: str, file_col: str, text_col: str, subset: str,
         collected.reject(subset, path, line, "bad_file_name", problem, raw)
         return
     try:
-        captions = parse_captions(row.get(text_col) or "")
+        captions = parse_captions(row.get(text_col) or "", literal=kind == "captioning")
     except (ValueError, SyntaxError) as exc:
         collected.reject(subset, path, line, "bad_caption", f"{text_col}: {exc}", raw)
+        return
+    try:
+        checksum = parse_checksum(row)
+    except ValueError as exc:
+        collected.reject(subset, path, line, "bad_checksum", str(exc), raw)
         return
     hidden_ok = kind == "captioning" and not subset.endswith("train")
     if not captions and not hidden_ok:
@@ -139,4 +164,4 @@ def _read_row(row: dict, kind: str, file_col: str, text_col: str, subset: str,
         f"{path}:{line}", clip_id=hashed_clip_id(f"youku\x00{subset}\x00{file}", file),
         subset=subset, video_id=file, url=file_url(base_url, file), captions=captions,
         language="zh", category=category[0] if category else None,
-        category_index=category[1] if category else None)
+        category_index=category[1] if category else None, checksum=checksum)

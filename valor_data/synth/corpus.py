@@ -14,13 +14,18 @@ Video ids look like YouTube ids (11 characters of ``[A-Za-z0-9_-]``, some starti
 With ``lang="zh"`` the corpus is laid out like Youku-mPLUG instead: whole clips named
 ``videos/<category> 片段NNNN.<ext>`` (Chinese and a space, as real file names have), Chinese
 titles and captions, a category per clip (from its sound, so it is learnable), and the
-published CSVs (``pretrain.csv``, ``classification_*.csv`` with some empty labels,
-``retrieval_*.csv``, ``captioning_*.csv`` whose val/test captions are list literals).
+published CSVs (``pretrain.csv``, ``classification_*.csv`` with some empty labels and some labels
+given as the category index, ``retrieval_*.csv``, ``captioning_*.csv`` whose val/test captions are
+list literals). Some titles carry what real ones do and a careless reader would change: leading
+and trailing spaces, an ideographic space, quotes and commas, full-width brackets, an emoji
+(``title_zh`` in truth.jsonl is the text exactly as published). ``checksums="sha256"`` (or md5,
+sha1) adds that column to every CSV, as a mirror might.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +39,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from valor_data.ids import valor_id
+from valor_data.sources.youku import CATEGORY_INDEX
 from valor_data.synth import defects
 from valor_data.synth.content import SOUNDS, Content, random_content
 from valor_data.synth.render import EXTENSIONS, RenderSpec
@@ -55,6 +61,8 @@ YOUKU_CATEGORY = {"beep": "科技", "hum": "汽车", "siren": "纪录片", "tick
 YOUKU_SUBSETS = {"pretrain": 3.0, "classification_train": 3.0, "classification_val": 1.0,
                  "classification_test": 1.0, "retrieval_train": 1.0, "retrieval_test": 1.0,
                  "captioning_train": 1.0, "captioning_val": 1.0, "captioning_test": 1.0}
+# how some published titles look around the caption (by clip number): text a reader must not touch
+TITLE_FORMS = ["{}", "{} 🎬", " {}", '{}, "1080P"', "{}\u3000", "{}", "【原创】{}（高清）", "{}"]
 
 
 @dataclass
@@ -68,6 +76,9 @@ class SynthConfig:
     segment_seconds: float = 10.0
     short_fraction: float = 0.1          # clean clips whose segment ends early at the end of the source
     formats: str = "mp4"                 # mp4 | varied
+    size: tuple[int, int] | None = None  # (width, height) of every clean clip (default: varied, 320x240+)
+    fps: float | None = None             # frame rate of every clean clip (default: 24, 25 or 30)
+    checksums: str | None = None         # zh: add this checksum column (md5 | sha1 | sha256) to the CSVs
     subsets: dict[str, float] | None = None   # default: balanced_train (en) or YOUKU_SUBSETS (zh)
     lang: str = "en"                     # en: AudioSet layout; zh: Youku-mPLUG layout
     workers: int = 0                     # 0: one per CPU
@@ -82,6 +93,8 @@ class SynthConfig:
             raise ValueError(f"unknown defect(s) {sorted(unknown)}; known: {', '.join(defects.DEFECTS)}")
         if self.formats not in FORMATS:
             raise ValueError(f"formats must be one of {sorted(FORMATS)}")
+        if self.checksums not in (None, "md5", "sha1", "sha256"):
+            raise ValueError("checksums must be md5, sha1 or sha256")
 
 
 @dataclass
@@ -104,6 +117,8 @@ class SynthClip:
     duplicate_of: str | None = None
     category: str | None = None          # zh (Youku) sets: the category of the clip
     label_blank: bool = False            # zh: published with an empty label (a reject)
+    title_zh: str | None = None          # zh: the title or caption exactly as the CSV publishes it
+                                         # (captioning val/test publish a list literal instead)
 
     @property
     def valor_id(self) -> str:
@@ -149,9 +164,11 @@ def _plan(cfg: SynthConfig) -> list[tuple[SynthClip, RenderSpec]]:
         content: Content = random_content(rng)
         container, vcodec, acodec, rate = rng.choice(FORMATS[cfg.formats])
         width, height = rng.choice(SIZES)
+        width, height = cfg.size or (width, height)
         source, start, end = _segment(rng, cfg, kind)
+        fps = float(rng.choice([24, 25, 30]))
         spec = RenderSpec(content=content, duration=source, width=width, height=height,
-                          fps=float(rng.choice([24, 25, 30])), vcodec=vcodec, acodec=acodec,
+                          fps=cfg.fps or fps, vcodec=vcodec, acodec=acodec,
                           container=container, sample_rate=rate, channels=rng.choice([1, 2]),
                           seed=cfg.seed * 100_003 + i)
         spec = defects.adjust_spec(kind, spec)
@@ -168,7 +185,9 @@ def _plan(cfg: SynthConfig) -> list[tuple[SynthClip, RenderSpec]]:
                          source_seconds=source, caption=content.caption("en"),
                          caption_zh=content.caption("zh"), label=mid, label_name=name,
                          content=content.as_dict(), render=_render_dict(spec), category=category,
-                         label_blank=subset.startswith("classification") and i % 10 == 9)
+                         label_blank=subset.startswith("classification") and i % 10 == 9,
+                         title_zh=TITLE_FORMS[i % len(TITLE_FORMS)].format(content.caption("zh"))
+                         if cfg.lang == "zh" else None)
         plan.append((clip, spec))
     return _link_duplicates(plan, rng)
 
@@ -189,6 +208,7 @@ def _link_duplicates(plan: list[tuple[SynthClip, RenderSpec]], rng: random.Rando
                 raise ValueError("duplicates need at least one clean clip to copy")
             orig = rng.choice(originals)
             clip = replace(clip, duplicate_of=orig.video_id, caption=orig.caption, caption_zh=orig.caption_zh,
+                           title_zh=orig.title_zh,
                            label=orig.label, label_name=orig.label_name, content=orig.content,
                            category=orig.category, start_s=orig.start_s, end_s=orig.end_s,
                            source_seconds=orig.source_seconds)
@@ -221,7 +241,7 @@ def make_corpus(out: str | os.PathLike, cfg: SynthConfig) -> list[SynthClip]:
     clips = [clip for clip, _ in plan]
     write_truth(out, clips)
     if cfg.lang == "zh":
-        write_youku_layout(out, clips)
+        write_youku_layout(out, clips, cfg.checksums)
     else:
         write_audioset_layout(out, clips, cfg.seed)
     log.info("made %d clips in %s: %s", len(clips), out, dict(Counter(c.kind for c in clips)))
@@ -263,8 +283,9 @@ def write_audioset_layout(out: Path, clips: list[SynthClip], seed: int) -> None:
     (out / "ontology.json").write_text(json.dumps(nodes, indent=1), encoding="utf-8")
 
 
-def write_youku_layout(out: Path, clips: list[SynthClip]) -> None:
-    """Youku-mPLUG's published CSVs, one per subset present (``<subset>.csv``)."""
+def write_youku_layout(out: Path, clips: list[SynthClip], checksums: str | None = None) -> None:
+    """Youku-mPLUG's published CSVs, one per subset present (``<subset>.csv``), plus a checksum
+    column of each file when ``checksums`` names an algorithm."""
     for subset in sorted({c.subset for c in clips}):
         kind = subset.split("_")[0]
         header = {"pretrain": ["video_id:FILE", "title"],
@@ -273,15 +294,25 @@ def write_youku_layout(out: Path, clips: list[SynthClip]) -> None:
                   "captioning": ["video_id:FILE", "golden_caption"]}[kind]
         with open(out / f"{subset}.csv", "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(header)
-            for clip in (c for c in clips if c.subset == subset):
-                text = clip.caption_zh
-                if kind == "captioning" and not subset.endswith("train"):
-                    text = repr([clip.caption_zh, Content(**clip.content).caption("zh", variant=1)])
-                row = [clip.file, text]
-                if kind == "classification":
-                    row.append("" if clip.label_blank else clip.category)
-                writer.writerow(row)
+            writer.writerow(header + ([checksums] if checksums else []))
+            for n, clip in enumerate(c for c in clips if c.subset == subset):
+                writer.writerow(_youku_row(out, clip, subset, n, checksums))
+
+
+def _youku_row(out: Path, clip: SynthClip, subset: str, n: int, checksums: str | None) -> list[str]:
+    """One CSV row: file, text (a list literal for val/test captions), label (name, or index for
+    every fourth clip, or blank), checksum."""
+    kind = subset.split("_")[0]
+    text = clip.title_zh
+    if kind == "captioning" and not subset.endswith("train"):
+        text = repr([clip.caption_zh, Content(**clip.content).caption("zh", variant=1)])
+    row = [clip.file, text]
+    if kind == "classification":
+        label = str(CATEGORY_INDEX[clip.category]) if n % 4 == 1 else clip.category
+        row.append("" if clip.label_blank else label)
+    if checksums:
+        row.append(hashlib.new(checksums, (out / clip.file).read_bytes()).hexdigest())
+    return row
 
 
 def write_url_list(folder: str | os.PathLike, base_url: str, path: str | os.PathLike,

@@ -44,9 +44,10 @@ class TrainConfig:
     eval_max_samples: int = 0                # 0: the whole evaluation split
     beam_size: int = 3
     caption_samples: int = 500               # clips captioned for BLEU/ROUGE/CIDEr (0: all)
-    shuffle_captions: bool = False           # train on a fixed derangement of captions (the control)
+    shuffle_captions: bool = False           # train on a fixed derangement of captions and categories (the control)
     min_r5_ratio: float = 3.0                # validation: t2av R@5 must be >= this x chance
-    control_max_ratio: float = 2.0           # validation: the control's R@5 must stay <= this x chance
+    min_top1_ratio: float = 2.5              # validation (eval clips with categories): top-1 >= this x chance
+    control_max_ratio: float = 2.0           # validation: the control's R@5 (and top-1) must stay <= this x chance
     min_loss_drop: float = 0.05              # validation: the final loss must be 5 % below the first
     min_eval_clips: int = 30                 # validation: fewer test clips cannot show R@5 >> chance
 

@@ -7,10 +7,10 @@ read; nothing is unpickled. Each stage is a generator; its output is written bes
     shard_urls      {"url"}                                      this reader's shards (training: pass after pass)
     tarfile_samples {"__key__", "mp4", "flac", "json", "txt"}    raw bytes per clip
     keep_share      the same, every k-th clip when readers outnumber shards
-    swap_captions   the same plus "captions" from another clip (the shuffled-caption control only)
+    swap_targets    the same plus "targets" (captions, category) of another clip (the shuffled control only)
     shuffle         the same, shuffled in a buffer (training only)
     decode          {"key", "frames" uint8 [N, 3, S, S], "fbank" float [K, 512, 64],
-                     "caption", "captions", "category", "language"}
+                     "caption", "captions", "category" (index, -1: none), "category_name", "language"}
     batches         {"key" [B], "frames" [B, N, 3, S, S], "fbank" [B, K, 512, 64],
                      "input_ids" [B, L], "attention_mask" [B, L], "captions", "category" [B], ...}
 
@@ -122,14 +122,21 @@ def _skip(exn: Exception) -> bool:
     return True
 
 
+def sample_targets(meta: dict, txt: bytes = b"") -> dict:
+    """What a clip is trained to match: its captions (json, else the txt member) and its category."""
+    captions = [c for c in meta.get("captions") or [] if c]
+    captions = captions or [t for t in [txt.decode("utf-8").strip()] if t]
+    return {"captions": captions, "category": meta.get("category_index"), "category_name": meta.get("category") or ""}
+
+
 def decode_sample(sample: dict, spec: SampleSpec, rng: random.Random | None) -> dict:
-    """Raw members -> frames, filterbank slices and captions (``rng`` None: deterministic, test-time)."""
+    """Raw members -> frames, filterbank slices, captions and category (``rng`` None: deterministic,
+    test-time). ``sample["targets"]`` (the control) replaces the clip's own captions and category."""
     meta = json.loads(sample["json"]) if "json" in sample else {}
-    captions = sample.get("captions") or [c for c in meta.get("captions") or [] if c]
-    captions = captions or [t for t in [sample.get("txt", b"").decode("utf-8").strip()] if t]
+    targets = sample.get("targets") or sample_targets(meta, sample.get("txt", b""))
+    captions, category = targets["captions"], targets["category"]
     if not captions:
         raise ValueError("no caption")
-    category = meta.get("category_index")
     return {
         "key": sample["__key__"],
         "frames": torch.from_numpy(video.decode_frames(sample["mp4"], spec.frames, spec.image_size, rng)),
@@ -137,7 +144,7 @@ def decode_sample(sample: dict, spec: SampleSpec, rng: random.Random | None) -> 
         "caption": rng.choice(captions) if rng else captions[0],
         "captions": captions,
         "category": -1 if category is None else int(category),
-        "category_name": meta.get("category") or "",
+        "category_name": targets["category_name"],
         "language": meta.get("language") or "",
     }
 
@@ -151,10 +158,10 @@ def decode(samples: Iterator[dict], spec: SampleSpec, rng: random.Random | None)
             log.warning("skipping clip %s: %s", sample.get("__key__"), exc)
 
 
-def swap_captions(samples: Iterator[dict], table: dict[str, list[str]]) -> Iterator[dict]:
-    """Give each clip the captions ``table`` holds for it (the shuffled-caption control)."""
+def swap_targets(samples: Iterator[dict], table: dict[str, dict]) -> Iterator[dict]:
+    """Give each clip the targets (captions, category) ``table`` holds for it (the shuffled control)."""
     for sample in samples:
-        yield {**sample, "captions": table.get(sample["__key__"])}
+        yield {**sample, "targets": table.get(sample["__key__"])}
 
 
 def collate(samples: list[dict], tokenizer, max_len: int) -> dict:
@@ -188,11 +195,11 @@ class ShardStream(IterableDataset):
 
     def __init__(self, urls: list[str], spec: SampleSpec, tokenizer, batch_size: int, train: bool,
                  seed: int = 0, rank: int = 0, world: int = 1, shuffle_buffer: int = 500,
-                 captions: dict[str, list[str]] | None = None):
+                 targets: dict[str, dict] | None = None):
         super().__init__()
         self.urls, self.spec, self.tokenizer, self.batch_size = urls, spec, tokenizer, batch_size
         self.train, self.seed, self.rank, self.world = train, seed, rank, world
-        self.shuffle_buffer, self.captions = shuffle_buffer, captions
+        self.shuffle_buffer, self.targets = shuffle_buffer, targets
 
     def __iter__(self) -> Iterator[dict]:
         import webdataset as wds
@@ -205,8 +212,8 @@ class ShardStream(IterableDataset):
         stream = wds.tarfile_samples(stream, handler=_skip, select_files=_known)
         if len(self.urls) < readers:
             stream = keep_share(stream, me, readers)
-        if self.captions is not None:
-            stream = swap_captions(stream, self.captions)
+        if self.targets is not None:
+            stream = swap_targets(stream, self.targets)
         if self.train:
             stream = wds.shuffle(self.shuffle_buffer, min(self.shuffle_buffer, 100), rng=rng)(stream)
         stream = decode(stream, self.spec, rng)
@@ -247,29 +254,32 @@ def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
         "fbank": batch["fbank"].to(device, non_blocking=True),
         "input_ids": batch["input_ids"].to(device, non_blocking=True),
         "attention_mask": batch["attention_mask"].to(device, non_blocking=True),
+        "category": batch["category"].to(device, non_blocking=True),
     }
 
 
-def read_captions(urls: list[str], limit: int = 0) -> dict[str, list[str]]:
-    """Captions per clip from the shards' json (or txt) members; media members are skipped over."""
-    table: dict[str, list[str]] = {}
+def read_targets(urls: list[str], limit: int = 0) -> dict[str, dict]:
+    """Captions and category per clip (``sample_targets``) from the shards' json and txt members;
+    media members are skipped over. ``limit``: stop after the tar where that many clips are read."""
+    table: dict[str, dict] = {}
     for url in urls:
+        members: dict[str, dict[str, bytes]] = {}
         with tarfile.open(url) as tar:
             for member in tar:
                 key, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
-                if ext not in ("json", "txt") or (ext == "txt" and key in table):
-                    continue
-                raw = tar.extractfile(member).read().decode("utf-8")
-                captions = [c for c in json.loads(raw).get("captions") or [] if c] if ext == "json" else [raw]
-                if captions:
-                    table[key] = captions
-                if limit and len(table) >= limit:
-                    return table
+                if ext in ("json", "txt"):
+                    members.setdefault(key, {})[ext] = tar.extractfile(member).read()
+        for key, raw in members.items():
+            found = sample_targets(json.loads(raw["json"]) if "json" in raw else {}, raw.get("txt", b""))
+            if found["captions"] or found["category"] is not None:
+                table[key] = found
+        if limit and len(table) >= limit:
+            break
     return table
 
 
-def shuffled_captions(table: dict[str, list[str]], seed: int) -> dict[str, list[str]]:
-    """Every clip gets another clip's captions (a fixed derangement): a misaligned dataset."""
+def shuffled_targets(table: dict[str, dict], seed: int) -> dict[str, dict]:
+    """Every clip gets another clip's captions and category (a fixed derangement): a misaligned dataset."""
     keys = sorted(table)
     random.Random(seed).shuffle(keys)
     return {key: table[keys[(i + 1) % len(keys)]] for i, key in enumerate(keys)}

@@ -5,7 +5,9 @@ clips the gradient and steps AdamW (linear warmup, then linear decay to zero). O
 forward runs under bf16 autocast; under ``torchrun`` the model is wrapped in DDP and MGA
 gathers features from every rank. Every ``log_every`` steps one line goes to the log and to
 ``<run>/log.jsonl``; the checkpoint ``<run>/ckpt.pt`` is a plain dict (model, optimizer,
-scheduler, step, configs, vocabulary, loss history) and a rerun resumes from it.
+scheduler, step, configs, vocabulary, loss history) and a rerun resumes from it. When the
+training clips carry categories (Youku-mPLUG classification) the model gets a classification
+head over them, trained with cross-entropy beside MGA and MGC.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from valor_data.workdir import atomic_path
 
 log = logging.getLogger(__name__)
 
-LOGGED = ["loss", "mga", "mgc"] + [f"mga_{g}" for g in GROUPS] + [f"mgc_{g}" for g in GROUPS]
+LOGGED = ["loss", "mga", "mgc", "class"] + [f"mga_{g}" for g in GROUPS] + [f"mgc_{g}" for g in GROUPS]
 
 
 @dataclass(frozen=True)
@@ -83,23 +85,34 @@ def _barrier(proc: Process) -> None:
         dist.barrier()
 
 
-def vocabulary(cfg: TrainConfig, urls: list[str], run_dir: Path, proc: Process) -> list[str]:
-    """``--vocab``, else the text checkpoint's vocab.txt, else one built from the training
-    captions (word-level English, character-level Chinese) and saved as ``<run>/vocab.txt``."""
-    if cfg.vocab or cfg.text_init:
-        return text.read_vocab(cfg.vocab or cfg.text_init)
-    path = run_dir / "vocab.txt"
-    if proc.main and not path.is_file():
-        captions = data.read_captions(urls, cfg.vocab_captions)
-        text.write_vocab(text.build_vocab((c for cs in captions.values() for c in cs), cfg.vocab_min_count), path)
+def vocabulary_and_classes(cfg: TrainConfig, urls: list[str], run_dir: Path, proc: Process
+                           ) -> tuple[list[str], tuple[int, ...]]:
+    """The caption vocabulary and the classification head's classes for a fresh run.
+
+    Vocabulary: ``--vocab``, else the text checkpoint's vocab.txt, else one built from the training
+    captions (word-level English, character-level Chinese) and saved as ``<run>/vocab.txt``.
+    Classes: the category indices the same training clips carry, saved with their names as
+    ``<run>/classes.json``; none (no head) when the clips have no categories."""
+    vocab_path, classes_path = run_dir / "vocab.txt", run_dir / "classes.json"
+    if proc.main and not classes_path.is_file():
+        targets = data.read_targets(urls, cfg.vocab_captions)
+        if not (cfg.vocab or cfg.text_init):
+            captions = (c for t in targets.values() for c in t["captions"])
+            text.write_vocab(text.build_vocab(captions, cfg.vocab_min_count), vocab_path)
+        names = {t["category"]: t["category_name"] for t in targets.values() if t["category"] is not None}
+        with atomic_path(classes_path) as tmp:
+            tmp.write_text(json.dumps(sorted(names.items()), ensure_ascii=False), encoding="utf-8")
     _barrier(proc)
-    return text.read_vocab(path)
+    tokens = text.read_vocab(cfg.vocab or cfg.text_init or vocab_path)
+    return tokens, tuple(int(i) for i, _ in json.loads(classes_path.read_text(encoding="utf-8")))
 
 
-def with_token_ids(model_cfg: ModelConfig, tokens: list[str]) -> ModelConfig:
+def with_labels(model_cfg: ModelConfig, tokens: list[str], classes: tuple[int, ...]) -> ModelConfig:
+    """The model's shape with the tokenizer's ids and the head's classes (unless set in ``model:``)."""
     index = {t: i for i, t in enumerate(tokens)}
     return dataclasses.replace(model_cfg, vocab_size=len(tokens), pad_id=index["[PAD]"], unk_id=index["[UNK]"],
-                               cls_id=index["[CLS]"], sep_id=index["[SEP]"], mask_id=index["[MASK]"])
+                               cls_id=index["[CLS]"], sep_id=index["[SEP]"], mask_id=index["[MASK]"],
+                               classes=tuple(model_cfg.classes or classes))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -190,22 +203,27 @@ class Interval:
 
 def _log_step(record: dict, cfg: TrainConfig, proc: Process) -> None:
     log.info("step %d/%d loss %.4f mga %.4f (tv %.3f ta %.3f tav %.3f) mgc %.4f (tv %.3f ta %.3f tav %.3f) "
-             "lr %.2e %.1f samples/s %s %.2f GB", record["step"], cfg.steps, record["loss"], record["mga"],
-             record["mga_tv"], record["mga_ta"], record["mga_tav"], record["mgc"], record["mgc_tv"],
-             record["mgc_ta"], record["mgc_tav"], record["lr"], record["samples_per_s"],
+             "class %.4f lr %.2e %.1f samples/s %s %.2f GB", record["step"], cfg.steps, record["loss"],
+             record["mga"], record["mga_tv"], record["mga_ta"], record["mga_tav"], record["mgc"], record["mgc_tv"],
+             record["mgc_ta"], record["mgc_tav"], record["class"], record["lr"], record["samples_per_s"],
              "gpu" if proc.device.type == "cuda" else "rss", record["memory_gb"])
 
 
 def prepare(root: Path, cfg: TrainConfig, run_dir: Path, proc: Process,
-            tokens: list[str] | None = None) -> tuple[Run, list[str], list[str]]:
-    """A new model, its tokenizer (over ``tokens``, else ``vocabulary()``) and the training tars."""
+            state: dict | None = None) -> tuple[Run, list[str], list[str]]:
+    """A new model, its tokenizer (the checkpoint ``state``'s vocabulary and classes, else
+    ``vocabulary_and_classes()``) and the training tars."""
     check_init_paths(cfg.text_init, cfg.vision_init, cfg.audio_init)
     urls = data.resolve_shards(root, cfg.train_split, cfg.shards)
-    tokens = tokens or vocabulary(cfg, urls, run_dir, proc)
-    model_cfg = with_token_ids(model_config(cfg.preset, cfg.model), tokens)
+    if state:
+        tokens, classes = state["vocab"], tuple(state["model_config"].get("classes") or ())
+    else:
+        tokens, classes = vocabulary_and_classes(cfg, urls, run_dir, proc)
+    model_cfg = with_labels(model_config(cfg.preset, cfg.model), tokens, classes)
     torch.manual_seed(cfg.seed)
     model = VALOR(model_cfg, cfg.text_init, cfg.vision_init, cfg.audio_init)
-    log.info("model: %s preset, %.2fM parameters", cfg.preset, count_parameters(model) / 1e6)
+    log.info("model: %s preset, %.2fM parameters, %s", cfg.preset, count_parameters(model) / 1e6,
+             f"a classification head over {len(model_cfg.classes)} categories" if model_cfg.classes else "no head")
     return Run(model, text.make_tokenizer(tokens), model_cfg, run_dir), tokens, urls
 
 
@@ -219,10 +237,10 @@ def train(root: str | os.PathLike, cfg: TrainConfig, run_dir: str | os.PathLike 
     checkpoint = run_dir / "ckpt.pt"
     state = load_checkpoint(checkpoint) if cfg.resume and checkpoint.is_file() else None
     if state is None and proc.main:                   # a fresh run: a fresh log and vocabulary
-        for name in ("log.jsonl", "vocab.txt"):
+        for name in ("log.jsonl", "vocab.txt", "classes.json"):
             (run_dir / name).unlink(missing_ok=True)
     _barrier(proc)
-    run, tokens, urls = prepare(root, cfg, run_dir, proc, state["vocab"] if state else None)
+    run, tokens, urls = prepare(root, cfg, run_dir, proc, state)
     model = run.model.to(proc.device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
@@ -241,12 +259,10 @@ def train(root: str | os.PathLike, cfg: TrainConfig, run_dir: str | os.PathLike 
             model, device_ids=[proc.local_rank] if proc.device.type == "cuda" else None,
             find_unused_parameters=not run.model_cfg.fine_grained)
     torch.manual_seed(cfg.seed * 1000 + proc.rank + run.step)        # MGC masking
-    captions = None
-    if cfg.shuffle_captions:
-        captions = data.shuffled_captions(data.read_captions(urls), cfg.seed)
+    targets = data.shuffled_targets(data.read_targets(urls), cfg.seed) if cfg.shuffle_captions else None
     stream = data.ShardStream(urls, data.SampleSpec.of(run.model_cfg), run.tokenizer, cfg.batch_size, train=True,
                               seed=cfg.seed + run.step, rank=proc.rank, world=proc.world,
-                              shuffle_buffer=cfg.shuffle_buffer, captions=captions)
+                              shuffle_buffer=cfg.shuffle_buffer, targets=targets)
     batches = iter(data.make_loader(stream, cfg.workers, pin_memory=proc.device.type == "cuda"))
     with data.cpu_threads_beside(cfg.workers, proc.device):
         _loop(wrapped, run, batches, optimizer, scheduler, cfg, proc, tokens)

@@ -82,6 +82,15 @@ def mgc_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets)
 
 
+def class_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of class ``logits`` [B, C] over the clips whose ``targets`` [B] are >= 0
+    (0, still connected to the head, when the batch has none)."""
+    labelled = targets >= 0
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled].float(), targets[labelled])
+
+
 def causal_mask(attention_mask: torch.Tensor, causal: bool) -> torch.Tensor:
     """Boolean self-attention mask [B, 1, L, L] (True = may attend): padding hidden, and every
     later position hidden too when ``causal``."""

@@ -3,8 +3,10 @@
 The caption metrics follow the COCO caption evaluation code (pycocoevalcap): corpus BLEU with
 the closest reference length, ROUGE-L with beta 1.2 against the best reference, CIDEr-D with
 sigma 6, clipped counts and document frequencies from the references (including COCO's
-quirk of measuring length in bigrams). Text is lower-cased and split into words, or into
-characters for Chinese.
+quirk of measuring length in bigrams). Text is lower-cased and split into words; a clip whose
+reference is Chinese is scored as Youku-mPLUG's evaluation scores it: every text reduced to its
+CJK ideographs (U+4E00-U+9FA5; punctuation, Latin letters, digits and emoji dropped), one token
+per character.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from valor_data.train.text import is_chinese
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+_NOT_HANZI = re.compile(r"[^\u4e00-\u9fa5]+")      # Youku-mPLUG's caption normaliser keeps only these
 
 
 def retrieval(sim: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
@@ -47,12 +50,12 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return _share((top == labels[:, None]).any(dim=1))
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased words without punctuation; Chinese text gives one token per character."""
-    clean = _PUNCT.sub(" ", text.lower())
-    if is_chinese(text):
-        return [c for c in clean if not c.isspace()]
-    return clean.split()
+def words(text: str, chinese: bool | None = None) -> list[str]:
+    """Lower-cased words without punctuation; Chinese text (``chinese``, default: judged from
+    ``text``) gives one token per CJK ideograph and nothing else."""
+    if chinese if chinese is not None else is_chinese(text):
+        return list(_NOT_HANZI.sub("", text))
+    return _PUNCT.sub(" ", text.lower()).split()
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
@@ -134,6 +137,7 @@ def cider(candidates: list[list[str]], references: list[list[list[str]]], sigma:
 
 def caption_scores(candidates: list[str], references: list[list[str]]) -> dict[str, float]:
     """BLEU-4, ROUGE-L and CIDEr of generated captions against each clip's references."""
-    cands = [words(c) for c in candidates]
-    refs = [[words(r) for r in rs] for rs in references]
+    chinese = [any(is_chinese(r) for r in rs) for rs in references]    # the clip's language, not the guess's
+    cands = [words(c, zh) for c, zh in zip(candidates, chinese, strict=True)]
+    refs = [[words(r, zh) for r in rs] for rs, zh in zip(references, chinese, strict=True)]
     return {"bleu4": bleu4(cands, refs), "rouge_l": rouge_l(cands, refs), "cider": cider(cands, refs)}

@@ -9,6 +9,10 @@
 - MGA groups text-video, text-audio and text-audio+video (frame and slice features
   concatenated); MGC decodes the caption while cross-attending to the group's projected
   features, tagged with modality-type embeddings.
+- classification (when the training clips carry categories, as Youku-mPLUG's do): a linear
+  head over the fused clip feature (mean video token and mean audio token, concatenated),
+  trained with cross-entropy beside MGA and MGC. ``classes`` lists the category indices its
+  outputs stand for.
 
 The shape is a ``ModelConfig``; ``PRESETS`` holds ``tiny`` (random init, a few million
 parameters, minutes on a laptop CPU) and ``base`` (BERT-base, CLIP ViT-B/16, AST-base shapes,
@@ -31,6 +35,7 @@ from valor_data.errors import ConfigError, ValorError
 from valor_data.train.losses import (
     IGNORE,
     causal_mask,
+    class_loss,
     coarse_similarity,
     fine_similarity,
     gather,
@@ -81,6 +86,8 @@ class ModelConfig:
     mga_weight: float = 1.5           # total loss = mga_weight * MGA + MGC
     mask_prob: float = 0.6
     dropout: float = 0.0
+    classes: tuple[int, ...] = ()     # category indices of the classification head (empty: no head)
+    class_weight: float = 1.0         # total loss += class_weight * cross-entropy of the head
 
 
 PRESETS = {
@@ -211,6 +218,8 @@ class VALOR(nn.Module):
         self.video_memory, self.audio_memory = nn.Linear(hv, ht), nn.Linear(ha, ht)
         self.modality_type = nn.Embedding(2, ht)                           # 0 video, 1 audio
         nn.init.normal_(self.modality_type.weight, std=0.02)
+        self.classifier = nn.Linear(2 * d, len(cfg.classes)) if cfg.classes else None
+        self.register_buffer("class_ids", torch.tensor(list(cfg.classes), dtype=torch.long), persistent=False)
 
     # -- encoders ---------------------------------------------------------------------------
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
@@ -252,6 +261,17 @@ class VALOR(nn.Module):
             return fine_similarity(text, text_mask, text_logits, modal, modal_logits)
         return coarse_similarity(text[:, 0], modal)
 
+    # -- classification ---------------------------------------------------------------------
+    def classify(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Class logits [B, C] from frame [B, N, Hv] and slice [B, K, Ha] features."""
+        fused = torch.cat([self.video_proj(video).mean(1), self.audio_proj(audio).mean(1)], dim=-1)
+        return self.classifier(fused)
+
+    def class_targets(self, category: torch.Tensor) -> torch.Tensor:
+        """Category indices [B] -> head outputs [B]; -1 for none (-1) or a category the head lacks."""
+        match = category[:, None] == self.class_ids[None, :]
+        return torch.where(match.any(1), match.int().argmax(1), torch.full_like(category, -1))
+
     # -- MGC --------------------------------------------------------------------------------
     def memory(self, video: torch.Tensor, audio: torch.Tensor, group: str) -> torch.Tensor:
         """What the decoder cross-attends to for ``group``: [B, n, Ht] with modality types."""
@@ -262,8 +282,9 @@ class VALOR(nn.Module):
             parts.append(self.audio_memory(audio) + self.modality_type.weight[1])
         return torch.cat(parts, dim=1)
 
-    def forward(self, frames, fbank, input_ids, attention_mask) -> dict[str, torch.Tensor]:
-        """All losses of one batch: ``mga_<group>``, ``mgc_<group>``, ``mga``, ``mgc``, ``loss``."""
+    def forward(self, frames, fbank, input_ids, attention_mask, category=None) -> dict[str, torch.Tensor]:
+        """All losses of one batch: ``mga_<group>``, ``mgc_<group>``, ``mga``, ``mgc``, ``class``
+        (the head's cross-entropy over clips with a ``category`` [B] index, else 0) and ``loss``."""
         cfg = self.cfg
         video, audio = self.encode_video(frames), self.encode_audio(fbank)
         text, text_w = self.text_tokens(self.run_text(input_ids, attention_mask))
@@ -279,7 +300,10 @@ class VALOR(nn.Module):
             losses[f"mgc_{group}"] = mgc_loss(self.text.cls(hidden[labels != IGNORE]), labels)
         losses["mga"] = torch.stack([losses[f"mga_{g}"] for g in GROUPS]).mean()
         losses["mgc"] = torch.stack([losses[f"mgc_{g}"] for g in GROUPS]).mean()
-        losses["loss"] = cfg.mga_weight * losses["mga"] + losses["mgc"]
+        losses["class"] = losses["mgc"].new_zeros(())
+        if self.classifier is not None and category is not None:
+            losses["class"] = class_loss(self.classify(video, audio), self.class_targets(category))
+        losses["loss"] = cfg.mga_weight * losses["mga"] + losses["mgc"] + cfg.class_weight * losses["class"]
         return losses
 
     # -- captioning -------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """``valor-data train --validate``: is the data sound enough to learn from?
 
 Train the (tiny) model for a fixed budget on the train split, evaluate on the test split, and
-pass only if the loss fell and text-to-audio+video R@5 is several times chance. A control run
-trains the same way on the same clips with the captions deranged (every clip gets another
-clip's captions); it must stay near chance, which shows the metric cannot be met without the
-captions, frames and audio of each clip belonging together. A dataset misaligned anywhere in
-the pipeline therefore fails. Results go to ``W/validation.json``; runs to ``W/train/validate*``
+pass only if the loss fell and text-to-audio+video R@5 is several times chance; when the clips
+carry categories (Youku-mPLUG classification) the classification head's top-1 must be several
+times chance too. A control run trains the same way on the same clips with captions and
+categories deranged together (every clip gets another clip's); it must stay near chance on both,
+which shows the metrics cannot be met without the captions, categories, frames and audio of
+each clip belonging together. A dataset misaligned anywhere in the pipeline therefore fails. Results go to ``W/validation.json``; runs to ``W/train/validate*``
 (trained afresh on every call, so the verdict is about the shards as they are).
 """
 
@@ -50,8 +51,23 @@ def verdict(result: dict, control: dict, losses: dict, cfg: TrainConfig) -> tupl
         (control_r5 <= cfg.control_max_ratio * chance,
          f"shuffled-caption control R@5 {control_r5:.3f} is {control_r5 / chance:.1f}x chance "
          f"(must stay <= {cfg.control_max_ratio}x)"),
-    ]
+    ] + _class_checks(result.get("classification"), control.get("classification"), cfg)
     return all(ok for ok, _ in checks), [("pass: " if ok else "FAIL: ") + line for ok, line in checks]
+
+
+def _class_checks(scores: dict | None, control: dict | None, cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Classification top-1 well above chance and the control's not (nothing when no categories)."""
+    if scores is None:
+        return []
+    chance = scores["chance"]["top1"]
+    checks = [(scores["top1"] >= cfg.min_top1_ratio * chance,
+               f"classification top-1 {scores['top1']:.3f} is {scores['top1'] / chance:.1f}x chance {chance:.3f} "
+               f"({scores['classes']} classes, {scores['n']} clips; needs {cfg.min_top1_ratio}x)")]
+    top1 = control["top1"] if control else 1.0
+    checks.append((top1 <= cfg.control_max_ratio * chance,
+                   f"shuffled-caption control top-1 {top1:.3f} is {top1 / chance:.1f}x chance "
+                   f"(must stay <= {cfg.control_max_ratio}x)"))
+    return checks
 
 
 def validate(root: str | os.PathLike, cfg: TrainConfig) -> dict:

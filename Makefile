@@ -1,4 +1,4 @@
-# valor-data: `make install` then `make test`.
+# valor-data: `make install`, `make test`, then `make demo` (the whole job, offline).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,8 +6,10 @@ TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 WORKDIR ?=
 VERIFY_ARGS ?=
+DEMO_DIR ?= demo-work
+DEMO_ARGS ?=
 
-.PHONY: install test lint bench verify-splits
+.PHONY: install test lint bench verify-splits demo
 
 install: $(BIN)/valor-data
 
@@ -32,3 +34,7 @@ bench: install
 verify-splits: install
 	@test -n "$(WORKDIR)" || { echo "usage: make verify-splits WORKDIR=path/to/workdir"; exit 2; }
 	$(BIN)/valor-data verify-splits $(WORKDIR) $(VERIFY_ARGS)
+
+# The whole job offline on a synthetic AudioSet-style corpus: make demo [DEMO_DIR=...] [DEMO_ARGS="--preset small"]
+demo: install
+	$(BIN)/valor-data demo $(DEMO_DIR) $(DEMO_ARGS)

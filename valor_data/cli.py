@@ -26,6 +26,7 @@ COMMANDS = {
     "build-shards": "valor_data.commands.shards:build_shards",
     "verify-splits": "valor_data.commands.shards:verify_splits",
     "train": "valor_data.commands.train:train",
+    "demo": "valor_data.commands.demo:demo",
 }
 
 

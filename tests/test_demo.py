@@ -1,7 +1,7 @@
 """``valor-data demo --preset small``: the whole job offline, as ``make demo`` runs it, at test size.
 
 The corpus is AudioSet-shaped (official CSV layout, ontology, VALOR captions) with one clip of
-each of four defects; the real stages run on it from loopback: manifest, fetch (yt-dlp and one
+each of six defects; the real stages run on it from loopback: manifest, fetch (yt-dlp and one
 ffmpeg cut), filter, split, build-shards, verify-splits, train --validate, report.
 """
 
@@ -61,22 +61,35 @@ def test_every_clip_ends_in_one_state_with_its_defect_caught(demo):
     quality = {r["clip_id"]: r for r in pq.read_table(workdir / "quality.parquet").to_pylist()}
     splits = {r["clip_id"]: r for r in pq.read_table(workdir / "splits.parquet").to_pylist()}
     assert set(fetched) == set(splits) == set(manifest)
+    duplicated = {c["duplicate_of"] for c in truth.values() if c["duplicate_of"]}
     for clip_id, row in manifest.items():
-        kind = truth[row["video_id"]]["kind"]
+        truth_of = truth[row["video_id"]]
+        kind = truth_of["kind"]
         if kind in ("zero_bytes", "html_page"):                        # broken downloads stop at fetch
             assert fetched[clip_id]["status"] == "failed_permanent" and clip_id not in quality, kind
             assert splits[clip_id]["split"] is None
             continue
+        if kind == "corrupt" and fetched[clip_id]["status"] == "failed_permanent":   # damage that cuts it short
+            continue
         assert fetched[clip_id]["status"] == "ok", (kind, fetched[clip_id]["error"])
         verdict = quality[clip_id]
-        if kind == "black":
+        if kind == "corrupt":                           # re-encoded clean-looking: fetch kept the evidence
+            assert fetched[clip_id]["source_decode_errors"] > 0
+            assert verdict["verdict"] == "reject" and "decode_errors" in verdict["reasons"]
+        elif kind == "low_bitrate":                     # re-encoded at CRF 23: only the source's bitrate tells
+            assert verdict["verdict"] == "reject" and verdict["reasons"] == ["low_bitrate"]
+            assert verdict["source_bits_per_pixel"] < 0.005
+        elif kind == "black":
             assert verdict["verdict"] == "reject" and "black" in verdict["reasons"]
-        elif kind == "duplicate_reencoded":
-            assert verdict["verdict"] == "reject" and "duplicate" in verdict["reasons"]
-        else:
-            assert verdict["verdict"] == "keep", (kind, verdict["reasons"])
+        elif kind == "duplicate_reencoded":            # the pair is one group; one of the two is kept
+            original = quality[next(c for c, r in manifest.items() if r["video_id"] == truth_of["duplicate_of"])]
+            assert verdict["dup_group"] is not None and verdict["dup_group"] == original["dup_group"]
+            assert sorted(["duplicate" in verdict["reasons"], "duplicate" in original["reasons"]]) == [False, True]
+        else:                                           # clean; an original may give way to its copy
+            allowed = ([], ["duplicate"]) if truth_of["video_id"] in duplicated else ([],)
+            assert verdict["reasons"] in allowed, (kind, verdict["reasons"])
     kinds = {c["kind"] for c in truth.values()}
-    assert kinds == {"clean", "zero_bytes", "html_page", "black", "duplicate_reencoded"}
+    assert kinds == {"clean", "zero_bytes", "html_page", "corrupt", "low_bitrate", "black", "duplicate_reencoded"}
 
 
 def test_shards_splits_and_report_are_there(demo):

@@ -219,8 +219,38 @@ def test_ffmpeg_arguments_are_a_list_with_both_outputs():
               "Input #1, mov, from 'y':\n  Duration: 00:01:02.00, start: 0.0\n"
               "  Stream #1:0[0x1](und): Audio: aac (LC), 44100 Hz\n  Stream #1:1: Video: mjpeg (attached pic)\n"
               "Output #0, mp4, to 'a.mp4':\n  Stream #0:0: Video: h264\n")
-    durations, streams = parse_inputs(stderr)
-    assert durations == [36.5, 62.0] and streams == {0: {"Video"}, 1: {"Audio"}}
+    inputs = parse_inputs(stderr)
+    assert inputs.durations == [36.5, 62.0] and inputs.streams == {0: {"Video"}, 1: {"Audio"}}
+    assert inputs.video == {0: "h264, yuv420p, 480x360"}
+
+
+@pytest.mark.parametrize("description, expected", [
+    ("h264 (High) (avc1 / 0x31637661), yuv420p(progressive), 1280x720 [SAR 1:1 DAR 16:9], 73 kb/s, 10 fps, 10 tbr",
+     73_000 / (1280 * 720 * 10)),
+    ("vp6f, yuv420p, 112x80, 49 kb/s, 10 fps, 10 tbr, 1k tbn", 49_000 / (112 * 80 * 10)),
+    ("h264 (avc1 / 0x31637661), none, 1280x720, 447 kb/s, SAR 1:1 DAR 16:9, 23.98 fps, 23.98 tbr",
+     447_000 / (1280 * 720 * 23.98)),
+    ("vp9 (Profile 0), yuv420p(tv, progressive), 4x4, SAR 1:1 DAR 1:1, 60 fps, 60 tbr", None),   # no bitrate
+    ("vp8, yuv420p(progressive), 1280x720, SAR 1:1 DAR 16:9, 24 fps", None),
+    (None, None),
+])
+def test_source_bits_per_pixel_from_ffmpegs_stream_line(description, expected):
+    from valor_data.fetch.normalize import bits_per_pixel
+
+    assert bits_per_pixel(description) == (None if expected is None else pytest.approx(expected, abs=1e-5))
+
+
+def test_decoder_errors_are_counted_from_ffmpegs_log():
+    from valor_data.fetch.normalize import decoder_errors
+
+    log = ("[h264 @ 0x55eb16656f80] P sub_mb_type 22 out of range at 6 10\n"
+           "[h264 @ 0x55eb16656f80] error while decoding MB 6 10\n"
+           "[aist#0:1/aac @ 0x55eb16597740] [dec:aac @ 0x55eb1665c0c0] Error submitting packet to decoder: "
+           "Invalid data found when processing input\n"
+           "[vist#0:0/h264 @ 0x55eb16582700] [dec:h264 @ 0x55eb1664dcc0] corrupt decoded frame\n"
+           "[libx264 @ 0x55eb165eb180] using cpu capabilities: MMX2 SSE2Fast\n"
+           "[mp4 @ 0x5] Starting second pass: moving the moov atom to the beginning of the file\n")
+    assert decoder_errors(log) == 3 and decoder_errors("") == 0
 
 
 # --- shared back-off --------------------------------------------------------------------
@@ -361,5 +391,20 @@ def test_a_corrupt_source_is_cut_without_ffmpeg_hanging(tmp_path):
                            FetchConfig(clip_timeout_s=60))
     except FetchFailure as failure:            # damage may be reported; a hang may not
         assert failure.error_class != "Timeout", failure
-    else:
-        assert result.has_video and result.has_audio
+    else:                                      # a clean-looking file: the damage is on record for the filter
+        assert result.has_video and result.has_audio and result.source_decode_errors > 0
+
+
+@pytest.mark.parametrize("kind", ["clean", "low_bitrate"])
+def test_what_the_re_encode_hides_is_recorded(kind, tmp_path):
+    """A starved source re-encoded at CRF 23 looks like any simple picture; its own bitrate does not."""
+    from valor_data.fetch.normalize import Source, normalize
+    from valor_data.synth import defects
+    from valor_data.synth.content import Content
+    from valor_data.synth.render import RenderSpec
+
+    spec = defects.adjust_spec(kind, RenderSpec(Content("circle", "blue", "left", "beep"), 6.0, seed=4))
+    source = defects.produce(kind, spec, tmp_path / f"{kind}.mp4")
+    result = normalize([Source(str(source))], 1.0, 5.0, tmp_path / "a.mp4", tmp_path / "a.flac", FetchConfig())
+    assert result.source_decode_errors == 0
+    assert (result.source_bits_per_pixel < 0.005) == (kind == "low_bitrate"), result.source_bits_per_pixel

@@ -80,7 +80,7 @@ def test_duplicate_groups_keep_the_original(filtered):
 def test_quality_table_holds_every_metric_and_no_signature(filtered):
     _, _, _, quality = filtered
     metrics = [n for n in MEASURE_SCHEMA.names if n not in SIGNATURE_COLUMNS]
-    assert quality.column_names == metrics + ["verdict", "reasons", "dup_group", "dup_of"]
+    assert quality.column_names == metrics + [*run.SOURCE_COLUMNS, "verdict", "reasons", "dup_group", "dup_of"]
     assert set(quality.column("status").to_pylist()) == {"ok"}
     for row in quality.to_pylist():
         assert row["verdict"] == ("reject" if row["reasons"] else "keep")
@@ -97,6 +97,34 @@ def test_rerun_measures_nothing_and_rejudges_with_new_thresholds(filtered):
     assert again.measured_now == 0
     assert read_table(workdir.path("quality.parquet")).select(["clip_id", "verdict", "reasons"]).equals(
         quality.select(["clip_id", "verdict", "reasons"]))
+
+
+def test_what_fetch_measured_of_the_source_is_judged_too(filtered, capsys):
+    """A damaged or starved source comes out of fetch's re-encode looking clean; fetch.parquet's
+    source columns keep the evidence, and judging them needs no media."""
+    workdir, truth, _, quality = filtered
+    path = workdir.path("fetch.parquet")
+    plain = read_table(path)
+    alone = {r["clip_id"] for r in quality.to_pylist() if r["dup_group"] is None}      # no group to re-rank
+    damaged, starved = [c for c, t in sorted(truth.items()) if t["kind"] == "clean" and c in alone][:2]
+    source = {damaged: (0.05, 3), starved: (0.001, 0)}
+    ids = plain.column("clip_id").to_pylist()
+    write_table(plain.append_column("source_bits_per_pixel", pa.array([source.get(c, (0.05, 0))[0] for c in ids]))
+                .append_column("source_decode_errors", pa.array([source.get(c, (0.05, 0))[1] for c in ids],
+                                                                pa.int32())), path)
+    try:
+        assert run.run_filter(workdir, CONFIG, workers=2).measured_now == 0
+        judged = {r["clip_id"]: r for r in read_table(workdir.path("quality.parquet")).to_pylist()}
+        assert judged[damaged]["reasons"] == ["decode_errors"] and judged[starved]["reasons"] == ["low_bitrate"]
+        before = {r["clip_id"]: r["reasons"] for r in quality.to_pylist()}
+        assert all(judged[c]["reasons"] == before[c] for c in before if c not in source)
+        with pytest.raises(SystemExit):
+            main(["filter", "-w", str(workdir.root), "--explain", starved])
+        assert any("source_bits_per_pixel" in line and line.endswith("FAIL") for line in capsys.readouterr().out
+                   .splitlines())
+    finally:
+        write_table(plain, path)
+        run.run_filter(workdir, CONFIG, workers=2)
 
 
 def test_explain_prints_metrics_against_thresholds(filtered, capsys):

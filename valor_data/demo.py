@@ -91,7 +91,8 @@ class DemoConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
     "small": {"clips": 40, "source_seconds": [12.0, 16.0], "train_steps": 6, "train_batch_size": 16,
-              "defect_kinds": ["zero_bytes", "html_page", "black", "duplicate_reencoded"],
+              "defect_share": 0.13,
+              "defect_kinds": ["zero_bytes", "html_page", "corrupt", "low_bitrate", "black", "duplicate_reencoded"],
               "parts": {"valor32k-train": 25, "valor32k-val": 4, "valor32k-test": 6},
               "require_validation": False},
 }

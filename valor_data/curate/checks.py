@@ -85,6 +85,8 @@ CHECKS: tuple[Check, ...] = (
           "the data ends before the duration the container declares"),
     Check("decode_errors", "decode_errors", ">", _cfg("max_decode_errors"), "max_decode_errors",
           "the demuxer or a decoder reported errors (see detail)"),
+    Check("decode_errors", "source_decode_errors", ">", _cfg("max_decode_errors"), "max_decode_errors",
+          "the decoders reported errors in the source while fetch read it (the re-encode conceals them)"),
     Check("too_short", "duration_s", "<", _cfg("min_duration_s"), "min_duration_s", "shorter than allowed"),
     Check("too_short", "duration_s", "<", _requested(-1), "requested_s - duration_tolerance_s",
           "shorter than the requested segment"),
@@ -95,6 +97,8 @@ CHECKS: tuple[Check, ...] = (
     Check("low_fps", "fps", "<", _cfg("min_fps"), "min_fps", "too few frames per second of clip"),
     Check("low_bitrate", "bits_per_pixel", "<", _cfg("min_bits_per_pixel"), "min_bits_per_pixel",
           "too few bits for the picture size (judged unless the picture is black or one colour)"),
+    Check("low_bitrate", "source_bits_per_pixel", "<", _cfg("min_bits_per_pixel"), "min_bits_per_pixel",
+          "the source had too few bits for its picture size (before fetch re-encoded it)"),
     Check("black", "black_fraction", ">", _cfg("max_black_fraction"), "max_black_fraction",
           "mostly black frames"),
     Check("uniform", "uniform_fraction", ">", _cfg("max_uniform_fraction"), "max_uniform_fraction",
@@ -147,13 +151,13 @@ def explain(row: dict, config: FilterConfig) -> list[str]:
         return lines + [f"  status {row['status']}: {row.get('error')}"]
     if row.get("probe_error"):
         return lines + [f"  {row['probe_error']}: {PROBE_REASONS.get(row['probe_error'], '')} ({row.get('detail')})"]
-    lines.append(f"  {'check':<15}{'metric':<18}{'value':>12}  {'rule':<44}outcome")
+    lines.append(f"  {'check':<15}{'metric':<22}{'value':>12}  {'rule':<44}outcome")
     for check in CHECKS:
         outcome = check.fails(row, config)
         bound = check.limit(row, config)
         rule = f"{check.op} {_show(bound)} ({check.rule})" if bound is not None else f"({check.rule}: off)"
         verdict = "n/a" if outcome is None else "FAIL" if outcome else "ok"
-        lines.append(f"  {check.reason:<15}{check.metric:<18}{_show(row.get(check.metric)):>12}  {rule:<44}{verdict}")
+        lines.append(f"  {check.reason:<15}{check.metric:<22}{_show(row.get(check.metric)):>12}  {rule:<44}{verdict}")
     if row.get("detail"):
         lines.append(f"  first decode problem: {row['detail']}")
     if row.get("dup_of"):

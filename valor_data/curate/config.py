@@ -20,7 +20,8 @@ class FilterConfig:
     require_audio: bool = True          # no audio stream -> reject ``no_audio`` (off: audio optional)
     audio_optional_subsets: list[str] = field(default_factory=list)  # subsets judged without audio checks
     # --- corrupt files
-    max_decode_errors: int = 0          # errors met while reading the sampled points (any rejects)
+    max_decode_errors: int = 0          # errors met while reading the sampled points, or while fetch
+                                        # read the source (any rejects)
     min_coverage: float = 0.9           # the file's data must span 90% of its declared duration
     duration_tolerance_s: float = 0.5   # media may differ from the requested segment by 0.5 s
     min_duration_s: float = 1.0         # shorter media -> ``too_short``
@@ -28,7 +29,8 @@ class FilterConfig:
     # --- low quality
     min_short_side: int = 144           # px; below YouTube's lowest rendition
     min_fps: float = 8.0                # frames per second of clip; below it motion is a slideshow
-    min_bits_per_pixel: float = 0.005   # video bits per pixel per frame (average frame size / pixels);
+    min_bits_per_pixel: float = 0.005   # video bits per pixel per frame (average frame size / pixels),
+                                        # of the clip and of the source fetch read;
                                         # 360p H.264 at CRF 23 spends ~0.05, 720p VP8/HEVC >= 0.01
     max_black_fraction: float = 0.5     # of sampled frames (black: 98% of pixels at luma <= 32)
     max_uniform_fraction: float = 0.5   # of sampled frames (one colour: luma spread <= 10)

@@ -7,6 +7,7 @@ only clips without a result. Judging and grouping are cheap and always redone, s
 outputs always match the current thresholds:
 
     W/quality.parquet     one row per clip: metrics, verdict (keep|reject), reasons, dup_group, dup_of
+                          (plus what fetch measured of the source: SOURCE_COLUMNS)
     W/signatures.parquet  clip_id, frame_hashes, frame_tiny, audio_fp, dup_group, dup_keep, dup_of
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from valor_data.curate import checks, duplicates
 from valor_data.curate.analyze import MEASURE_SCHEMA, SIGNATURE_COLUMNS, measure_task
@@ -36,6 +38,8 @@ from valor_data.workdir import Workdir
 log = logging.getLogger(__name__)
 
 STAGE = "quality"
+# measured by fetch on the way in, before the re-encode hid them (fetch.parquet)
+SOURCE_COLUMNS = {"source_bits_per_pixel": pa.float64(), "source_decode_errors": pa.int32()}
 MEDIA_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".m2ts", ".mpg",
                     ".mpeg", ".3gp", ".ogv", ".ogg", ".wmv", ".asf", ".m4a", ".mp3", ".wav", ".flac", ".opus"}
 
@@ -132,7 +136,7 @@ def finalize(workdir: Workdir, config: FilterConfig, wanted: pa.ChunkedArray | N
     measured = latest(measured.cast(MEASURE_SCHEMA)) if measured.num_rows else measured
     if wanted is not None:
         measured = measured.filter(pc.is_in(measured["clip_id"], wanted.combine_chunks()))
-    measured = measured.sort_by("clip_id")
+    measured = with_source(workdir, measured.sort_by("clip_id"))
     reasons = list(judge_all(measured, config))
     dups = _duplicates(measured, reasons, config)
     for i, dup in enumerate(dups):
@@ -154,6 +158,20 @@ def finalize(workdir: Workdir, config: FilterConfig, wanted: pa.ChunkedArray | N
     write_table(signatures, workdir.path("signatures.parquet"))
     write_table(quality, workdir.path("quality.parquet"))
     return quality
+
+
+def with_source(workdir: Workdir, measured: pa.Table) -> pa.Table:
+    """``measured`` plus fetch's ``SOURCE_COLUMNS`` for each clip (null where fetch did not record
+    them: a folder of media, or a fetch.parquet written before they existed)."""
+    path = workdir.path("fetch.parquet")
+    present = set(pq.ParquetFile(path).schema_arrow.names) if path.exists() else set()
+    wanted = [name for name in SOURCE_COLUMNS if name in present]
+    source = read_table(path, columns=["clip_id", *wanted]) if wanted else None
+    at = pc.index_in(measured["clip_id"], source["clip_id"].combine_chunks()) if source is not None else None
+    for name, kind in SOURCE_COLUMNS.items():
+        column = source[name].take(at) if name in wanted else pa.nulls(measured.num_rows, kind)
+        measured = measured.append_column(name, column.cast(kind))
+    return measured
 
 
 _NOT_JUDGED = set(SIGNATURE_COLUMNS)

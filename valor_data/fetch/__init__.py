@@ -17,6 +17,9 @@ run on a local process pool or Ray, and merged into ``W/fetch.parquet``.
 - ``duration_s`` (measured output duration), ``source_duration_s`` (what the source declares)
 - ``has_video``, ``has_audio`` (a source without audio gives an MP4 without audio and no FLAC),
   ``width``, ``height`` (of the MP4)
+- ``source_bits_per_pixel`` (the source video's bitrate over its pixels per second, when ffmpeg
+  reports all three) and ``source_decode_errors`` (decoder errors while reading the segment):
+  what the re-encode hides, judged by the filter
 
 Media paths are derived: ``Workdir.media_path(clip_id, "mp4" | "flac")``.
 """

@@ -7,12 +7,17 @@ timeline). The outputs are then checked with PyAV: the MP4 must not fall short o
 ``min(end, source length) - start`` by more than one video frame (the source length is
 what ffmpeg reported for its inputs), and the FLAC must match the MP4's audio. A source
 without audio gives an MP4 without audio and no FLAC.
+
+What the re-encode would hide is measured on the way and recorded for the filter: the source
+video's bits per pixel (a starved source re-encoded at CRF 23 looks like any simple picture)
+and the decoder errors ffmpeg logged while reading the segment (a damaged source comes out
+as a clean file of concealed, smeared frames).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from valor_data.fetch.config import FetchConfig
@@ -29,6 +34,13 @@ _STREAM_RE = re.compile(r"^\s*Stream #(\d+):\d+.*?: (Video|Audio): (.*)$")
 _ALIGN = "aresample=async=1:first_pts=0"
 _NO_STREAM = ("does not contain any stream", "matches no streams")
 _NETWORK_RE = re.compile(r"Stream ends prematurely|timed out|Connection reset|Error reading HTTP", re.I)
+# what a decoder says of damaged input while ffmpeg reads the segment (ffmpeg 7+ tags each line
+# with the decoder; "error while decoding MB" is h264's own, older form)
+_DECODER_ERROR_RE = re.compile(r"\[dec:\w+ @ [^\]]*\] (?:Error submitting packet to decoder|corrupt decoded frame|"
+                               r"Decoding error)|error while decoding MB", re.I)
+_SIZE_RE = re.compile(r"(?<![\w/])(\d+)x(\d+)(?=[\s,\[])")      # 1280x720, not the tag 0x31637661
+_KBPS_RE = re.compile(r"(\d+(?:\.\d+)?) kb/s")
+_FPS_RE = re.compile(r"(\d+(?:\.\d+)?) fps")
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,17 @@ class Normalized:
     width: int | None
     height: int | None
     bytes: int
+    source_bits_per_pixel: float | None = None   # the source video's bitrate / (width x height x fps)
+    source_decode_errors: int = 0                # decoder errors while ffmpeg read the segment
+
+
+@dataclass
+class Inputs:
+    """What ffmpeg's info log says of its inputs."""
+
+    durations: list[float | None]       # declared duration per input
+    streams: dict[int, set[str]]        # input index -> {"Video", "Audio"}
+    video: dict[int, str]               # input index -> its first video stream's description
 
 
 def _input_args(source: Source, start: float | None, duration: float | None, timeout_s: float) -> list[str]:
@@ -116,10 +139,11 @@ def ffmpeg_args(sources: list[Source], start: float | None, end: float | None, m
     return args
 
 
-def parse_inputs(stderr: str) -> tuple[list[float | None], dict[int, set[str]]]:
-    """(declared duration per input, {input index: {"Video", "Audio"}}) from ffmpeg's info log."""
+def parse_inputs(stderr: str) -> Inputs:
+    """Durations, stream kinds and video stream descriptions of the inputs, from ffmpeg's info log."""
     durations: dict[int, float | None] = {}
     streams: dict[int, set[str]] = {}
+    video: dict[int, str] = {}
     section, index = None, -1
     for line in stderr.splitlines():
         head = _SECTION_RE.match(line.strip())
@@ -137,7 +161,24 @@ def parse_inputs(stderr: str) -> tuple[list[float | None], dict[int, set[str]]]:
         stream = _STREAM_RE.match(line)
         if stream and "attached pic" not in stream.group(3):
             streams.setdefault(int(stream.group(1)), set()).add(stream.group(2))
-    return [durations[i] for i in sorted(durations)], streams
+            if stream.group(2) == "Video":
+                video.setdefault(int(stream.group(1)), stream.group(3))
+    return Inputs([durations[i] for i in sorted(durations)], streams, video)
+
+
+def bits_per_pixel(description: str | None) -> float | None:
+    """Bitrate / (width x height x fps) of a video stream as ffmpeg describes it (None when it
+    does not give all three: webm streams often carry no bitrate)."""
+    size, kbps, fps = (_SIZE_RE.search(description or ""), _KBPS_RE.search(description or ""),
+                       _FPS_RE.search(description or ""))
+    if not (size and kbps and fps) or not (pixels := int(size[1]) * int(size[2]) * float(fps[1])):
+        return None
+    return round(float(kbps[1]) * 1000 / pixels, 5)
+
+
+def decoder_errors(stderr: str) -> int:
+    """How many errors the decoders reported while ffmpeg read the inputs."""
+    return len(_DECODER_ERROR_RE.findall(stderr))
 
 
 def _run(sources, start, end, mp4, flac, cfg) -> str:
@@ -152,7 +193,7 @@ def _run(sources, start, end, mp4, flac, cfg) -> str:
             raise transient("Timeout", f"ffmpeg ran longer than {cfg.clip_timeout_s:g} s") from None
         if not any(message in stderr for message in _NO_STREAM):
             raise from_ffmpeg(stderr, exc.returncode, str(mp4.parent)) from None
-    _, streams = parse_inputs(stderr)
+    streams = parse_inputs(stderr).streams
     present = [Source(s.location, s.video and "Video" in streams.get(i, ()),
                       s.audio and "Audio" in streams.get(i, ()), s.headers, s.proxy) for i, s in enumerate(sources)]
     if not any(s.video or s.audio for s in present):
@@ -175,10 +216,12 @@ def normalize(sources: list[Source], start: float | None, end: float | None, mp4
     source has no audio.
     """
     stderr = _run(sources, start, end, mp4, flac, cfg)
-    declared, _ = parse_inputs(stderr)
-    lengths = [d for d in declared if d] if known_duration is None else [known_duration]
+    inputs = parse_inputs(stderr)
+    lengths = [d for d in inputs.durations if d] if known_duration is None else [known_duration]
     source_len = min(lengths) if lengths else None
-    return _check(mp4, flac, start or 0.0, end, source_len, stderr, cfg)
+    done = _check(mp4, flac, start or 0.0, end, source_len, stderr, cfg)
+    video = inputs.video[min(inputs.video)] if inputs.video else None
+    return replace(done, source_bits_per_pixel=bits_per_pixel(video), source_decode_errors=decoder_errors(stderr))
 
 
 def _check(mp4: Path, flac: Path, start: float, end: float | None, source_len: float | None, stderr: str,

@@ -45,6 +45,8 @@ FETCH_SCHEMA = pa.schema([
     pa.field("has_audio", pa.bool_()),
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
+    pa.field("source_bits_per_pixel", pa.float64()),   # the source video's bitrate / (width x height x fps)
+    pa.field("source_decode_errors", pa.int32()),      # decoder errors while reading the segment
 ])
 
 

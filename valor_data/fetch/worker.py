@@ -111,7 +111,8 @@ def _row(row: dict, status: str, attempts: int, started: float, trace: dict,
         out.update(error_class=failure.error_class, error=str(failure))
     if done is not None:
         out.update(bytes=done.bytes, duration_s=round(done.duration_s, 4), source_duration_s=done.source_duration_s,
-                   has_video=done.has_video, has_audio=done.has_audio, width=done.width, height=done.height)
+                   has_video=done.has_video, has_audio=done.has_audio, width=done.width, height=done.height,
+                   source_bits_per_pixel=done.source_bits_per_pixel, source_decode_errors=done.source_decode_errors)
     return out
 
 

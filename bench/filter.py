@@ -11,7 +11,11 @@
    the fetch stage writes them (``valor_data.fetch.normalize.ffmpeg_args``: H.264 veryfast
    CRF 23, short side <= 360, AAC; the clips the filter sees in the pipeline), and the
    same with a keyframe forced every second.
-4. The near-duplicate index at scale: 1,000,000 random signatures (8 frame hashes each)
+4. The labelled corpus as the pipeline delivers it: every clip through the real fetch stage
+   (``file://`` URL list, one ffmpeg cut per clip: H.264 veryfast CRF 23, a keyframe a second),
+   then the filter stage (which also judges what fetch measured of each source); where each
+   defect ended (fetch status or filter reasons), and the interleaved timings on fetch's output.
+5. The near-duplicate index at scale: 1,000,000 random signatures (8 frame hashes each)
    with 1% planted copies (2 bits flipped per frame): candidate pairs, time, memory.
 
     .venv/bin/python bench/filter.py [--corpus DIR] [--seconds 10] [--clips 200] [--per-defect 20]
@@ -26,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +174,45 @@ def corpus_lines(corpus: Path, tmp: Path, args: argparse.Namespace, config: Filt
     return lines + real_lines(tmp, config)
 
 
+def fetched_lines(corpus: Path, tmp: Path, args: argparse.Namespace, config: FilterConfig) -> list[str]:
+    """Section 4: fetch the labelled corpus for real, filter it, time the filter on fetch's output."""
+    from valor_data.fetch import FetchConfig, run_fetch
+    from valor_data.manifest import build_urls
+    from valor_data.synth.corpus import read_truth, write_url_list
+
+    workdir = Workdir.create(tmp / "fetched")
+    build_urls(workdir, [(None, write_url_list(corpus, corpus.resolve().as_uri(), tmp / "urls.csv"))])
+    started = time.monotonic()
+    run_fetch(workdir, FetchConfig(allow_file_urls=True, retries=0), progress=False)
+    fetch_s = time.monotonic() - started
+    summary = run.run_filter(workdir, config, workers=args.workers)
+    kinds = {c["video_id"]: c for c in read_truth(corpus)}
+    truth = {r["clip_id"]: kinds[r["video_id"]] for r in read_table(workdir.manifest).to_pylist()}
+    fetched = {r["clip_id"]: r for r in read_table(workdir.path("fetch.parquet")).to_pylist()}
+    quality = {r["clip_id"]: r for r in read_table(workdir.path("quality.parquet")).to_pylist()}
+    ended: dict[str, Counter] = defaultdict(Counter)
+    for clip_id, clip in truth.items():
+        row = fetched[clip_id]
+        ended[clip["kind"]][f"fetch {row['error_class']}" if row["status"] != "ok"
+                            else "+".join(quality[clip_id]["reasons"]) or "kept"] += 1
+    lines = ["### The labelled corpus as fetched", "",
+             f"`valor-data fetch` of all {len(truth)} clips ({fetch_s:.0f} s), then `valor-data filter` "
+             f"({summary.seconds:.0f} s): where each class ended.", "",
+             "| class | clips | ended as (clips) |", "|---|---:|---|"]
+    for kind in ["clean"] + sorted(k for k in ended if k != "clean"):
+        lines.append(f"| {kind} | {sum(ended[kind].values())} | "
+                     + ", ".join(f"{r} {n}" for r, n in ended[kind].most_common()) + " |")
+    clips = [(cid, Path(row["path"]), row["requested_s"],
+              "clean" if truth[cid]["kind"] == "clean" else "defective (fetched ok)")
+             for cid, row in sorted(quality.items())]
+    totals, timed = interleaved(clips, config)
+    source_only = {"decode_errors", "low_bitrate", "duplicate"}   # judged from fetch.parquet, or a group
+    same = sum(set(timed[cid]) - source_only == set(quality[cid]["reasons"]) - source_only for cid in timed)
+    return lines + ["", *rate_lines("Cost per clip on fetch's output: filter vs `ffmpeg -i CLIP -f null -`", totals),
+                    f"Verdicts of the timed measurements equal the stage's (reasons judged from fetch.parquet "
+                    f"and duplicates aside): {same} of {len(timed)}.", ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, help="an existing synth corpus (default: make one)")
@@ -189,6 +232,7 @@ def main() -> None:
                                             segment_seconds=args.seconds, formats="varied", short_fraction=0))
             print(f"synth corpus: {time.monotonic() - started:.0f} s", file=sys.stderr)
         lines = corpus_lines(corpus, Path(tmp), args, FilterConfig(timeout_s=600))
+        lines += fetched_lines(corpus, Path(tmp), args, FilterConfig(timeout_s=600))
     if args.index_clips:
         lines += index_at_scale(args.index_clips)
     print("\n".join(lines))

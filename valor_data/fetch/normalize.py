@@ -29,8 +29,8 @@ _DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _SECTION_RE = re.compile(r"^(Input|Output) #(\d+)")
 _STREAM_RE = re.compile(r"^\s*Stream #(\d+):\d+.*?: (Video|Audio): (.*)$")
 # Fill timestamp gaps: audio stays on the video's timeline. It runs once per clip and is split
-# to both outputs: an aresample per output makes ffmpeg 7-9 wait forever, idle, on some corrupt
-# sources (a regression test fetches one).
+# to both outputs: an aresample per output made ffmpeg 9.0 wait forever, idle, on a corrupt
+# source (a regression test fetches it).
 _ALIGN = "aresample=async=1:first_pts=0"
 _NO_STREAM = ("does not contain any stream", "matches no streams")
 _NETWORK_RE = re.compile(r"Stream ends prematurely|timed out|Connection reset|Error reading HTTP", re.I)

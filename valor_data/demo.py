@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,10 +82,7 @@ class DemoConfig:
         total = round(self.clips * self.defect_share / (1 - self.defect_share))
         order = sorted(self.defect_kinds)
         random.Random(self.seed).shuffle(order)
-        counts: dict[str, int] = {}
-        for i in range(total):
-            counts[order[i % len(order)]] = counts.get(order[i % len(order)], 0) + 1
-        return counts
+        return dict(Counter(order[i % len(order)] for i in range(total)))
 
 
 # test-sized: a couple of minutes on 2 cores; too few test clips for validation to pass (it runs, is reported)
@@ -198,11 +196,9 @@ def make_demo_corpus(workdir: Workdir, cfg: DemoConfig) -> tuple[Path, list[str]
         with atomic_path(record) as tmp:
             tmp.write_text(json.dumps(wanted), encoding="utf-8")
     truth = read_truth(folder)
-    kinds: dict[str, int] = {}
-    for clip in truth:
-        kinds[clip["kind"]] = kinds.get(clip["kind"], 0) + 1
+    kinds = Counter(clip["kind"] for clip in truth)
     sources = [clip["source_seconds"] for clip in truth]
-    lines = [f"{len(truth):,} clips: {kinds.get('clean', 0):,} learnable, {len(truth) - kinds.get('clean', 0):,} "
+    lines = [f"{len(truth):,} clips: {kinds['clean']:,} learnable, {len(truth) - kinds['clean']:,} "
              f"defective ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()) if k != 'clean')})",
              f"sources {min(sources):.0f}-{max(sources):.0f} s, subsets "
              + ", ".join(f"{s} {sum(c['subset'] == s for c in truth):,}" for s in sorted({c['subset'] for c in truth})),

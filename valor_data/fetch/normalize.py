@@ -169,8 +169,8 @@ def parse_inputs(stderr: str) -> Inputs:
 def bits_per_pixel(description: str | None) -> float | None:
     """Bitrate / (width x height x fps) of a video stream as ffmpeg describes it (None when it
     does not give all three: webm streams often carry no bitrate)."""
-    size, kbps, fps = (_SIZE_RE.search(description or ""), _KBPS_RE.search(description or ""),
-                       _FPS_RE.search(description or ""))
+    text = description or ""
+    size, kbps, fps = _SIZE_RE.search(text), _KBPS_RE.search(text), _FPS_RE.search(text)
     if not (size and kbps and fps) or not (pixels := int(size[1]) * int(size[2]) * float(fps[1])):
         return None
     return round(float(kbps[1]) * 1000 / pixels, 5)

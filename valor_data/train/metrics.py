@@ -53,7 +53,9 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
 def words(text: str, chinese: bool | None = None) -> list[str]:
     """Lower-cased words without punctuation; Chinese text (``chinese``, default: judged from
     ``text``) gives one token per CJK ideograph and nothing else."""
-    if chinese if chinese is not None else is_chinese(text):
+    if chinese is None:
+        chinese = is_chinese(text)
+    if chinese:
         return list(_NOT_HANZI.sub("", text))
     return _PUNCT.sub(" ", text.lower()).split()
 

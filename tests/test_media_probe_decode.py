@@ -122,6 +122,23 @@ def test_integer_pcm_is_scaled_and_kept_per_channel(media):
         assert len(samples) == 2 and samples[0].dtype == np.float32
 
 
+def test_a_layout_change_mid_stream_is_mixed_down(tmp_path):
+    parts = []
+    for channels, freq in ((1, 440), (2, 880), (1, 440)):      # ADTS AAC: mono, stereo, mono again
+        out = tmp_path / f"{len(parts)}.aac"
+        run_ffmpeg(["-y", "-f", "lavfi", "-i", f"sine=f={freq}:r=44100:d=1", "-ac", str(channels),
+                    "-c:a", "aac", str(out)], timeout=60)
+        parts.append(out.read_bytes())
+    joined = tmp_path / "joined.aac"
+    joined.write_bytes(b"".join(parts))
+    problems = Problems()
+    with libav_errors(problems), open_media(joined) as container:
+        decoded = read_media(container, [], problems=problems)
+    assert decoded.audio.shape[0] == 1 and decoded.sample_rate == 44100
+    assert decoded.audio.shape[1] / 44100 == pytest.approx(3.0, abs=0.2)
+    assert problems.count == 0
+
+
 def test_corruption_is_counted_not_raised(media):
     problems = Problems()
     with libav_errors(problems):

@@ -142,7 +142,7 @@ def measure(path: str | Path, config: FilterConfig) -> dict:
     width, height = (info.video.width, info.video.height) if info.video else (0, 0)
     return {
         **stream_metrics(info, decoded),
-        **metrics.video_metrics(stack, grid, decoded.video_packets, width, height),
+        **metrics.video_metrics(stack, black, flat, decoded.video_packets, width, height),
         **metrics.audio_metrics(decoded.audio, mix, decoded.sample_rate),
         "decode_errors": problems.count,
         "detail": problems.first[:300] if problems.first else None,

@@ -85,13 +85,13 @@ def _even(px: float) -> int:
     return int(px) // 2 * 2
 
 
-def video_metrics(stack: np.ndarray, grid: np.ndarray, packets: int, width: int, height: int) -> dict:
-    """black/uniform fractions, motion and letterbox from the sampled thumbnails."""
+def video_metrics(stack: np.ndarray, black: np.ndarray, flat: np.ndarray, packets: int, width: int,
+                  height: int) -> dict:
+    """black/uniform fractions, motion and letterbox from the sampled thumbnails and their classes."""
     n = len(stack)
     if not n:
         return {"sampled_frames": 0, "black_fraction": None, "uniform_fraction": None,
                 "motion_score": motion_score(stack, packets), **letterbox(stack, width, height)}
-    black, flat = frame_classes(stack, grid)
     return {
         "sampled_frames": n,
         "black_fraction": round(float(black.mean()), 4),

@@ -74,6 +74,7 @@ SAMPLED: list[tuple[int | None, int | None]] = []     # (pts, dts) of each video
 
 
 def _recording(original):
+    """``_FrameSampler._decode`` that also notes each packet in ``SAMPLED`` (the floor replays them)."""
     def decode_packet(sampler, packet):
         if packet is not None:
             SAMPLED.append((packet.pts, packet.dts))

@@ -19,7 +19,6 @@ same work dir is refused.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -333,7 +332,7 @@ def _report(workdir: Workdir, pipeline: Mapping[str, Any], stages: _Stages) -> s
 
 def _write_summary(workdir: Workdir, result: DemoResult, cfg: DemoConfig) -> None:
     data = {**asdict(result), "ok": result.ok, "wall_s": round(result.wall_s, 1), "cpu_s": round(result.cpu_s, 1),
-            "config": dataclasses.asdict(cfg)}
+            "config": asdict(cfg)}
     with atomic_path(workdir.path(SUMMARY_FILE)) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 

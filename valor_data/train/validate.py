@@ -6,8 +6,9 @@ carry categories (Youku-mPLUG classification) the classification head's top-1 mu
 times chance too. A control run trains the same way on the same clips with captions and
 categories deranged together (every clip gets another clip's); it must stay near chance on both,
 which shows the metrics cannot be met without the captions, categories, frames and audio of
-each clip belonging together. A dataset misaligned anywhere in the pipeline therefore fails. Results go to ``W/validation.json``; runs to ``W/train/validate*``
-(trained afresh on every call, so the verdict is about the shards as they are).
+each clip belonging together. A dataset misaligned anywhere in the pipeline therefore fails.
+Results go to ``W/validation.json``; runs to ``W/train/validate*`` (trained afresh on every
+call, so the verdict is about the shards as they are).
 """
 
 from __future__ import annotations

@@ -20,18 +20,37 @@ def parse_parts(value: str | None) -> dict[str, int] | None:
     return parts
 
 
+def parse_official(items: tuple[str, ...], folder: str | None) -> dict[str, list[str]] | None:
+    """``--official SPLIT=FILE`` (repeatable) and ``--valor-annotations DIR`` -> {split: [files]}."""
+    from valor_data.split.official import discover
+
+    found = discover(folder) if folder else {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"expected SPLIT=FILE, got {item!r}", param_hint="--official")
+        found.setdefault(name.strip(), []).append(path.strip())
+    return found or None
+
+
 @click.command()
 @workdir_option
 @pipeline_option
 @click.option("--seed", type=int, help="Seed of the video-id hash that orders every assignment.")
 @click.option("--parts", help="Stratified part sizes, e.g. valor32k-train=25000,valor32k-val=3500,valor32k-test=3500.")
 @click.option("--label-tolerance", type=float, help="Largest per-class share deviation verify accepts (0.02 = 2 pp).")
-def split(workdir, pipeline, seed, parts, label_tolerance):
+@click.option("--official", "official", multiple=True, metavar="SPLIT=FILE",
+              help="Exact membership of SPLIT from an id file (desc_*.json, *_id.json, txt_mapper); repeatable.")
+@click.option("--valor-annotations", type=click.Path(exists=True, file_okay=False),
+              help="Folder of VALOR's annotation files (desc_{train,val,test}.json, {train,val,test}_id.json, "
+                   "pretrain_ids.json): their splits get exactly VALOR's clips.")
+def split(workdir, pipeline, seed, parts, label_tolerance, official, valor_annotations):
     """Give every manifest clip a split, or the reason it has none: WORKDIR/splits.parquet + splits.json."""
     from valor_data.config import load_pipeline, load_section
     from valor_data.split import SplitConfig, run_split
 
-    overrides = {"seed": seed, "parts": parse_parts(parts), "label_tolerance": label_tolerance}
+    overrides = {"seed": seed, "parts": parse_parts(parts), "label_tolerance": label_tolerance,
+                 "official": parse_official(official, valor_annotations)}
     cfg = load_section(SplitConfig, load_pipeline(pipeline), "split", overrides)
     for line in run_split(workdir, cfg).lines():
         click.echo(line)

@@ -124,10 +124,24 @@ def _loading(shards: dict) -> list[str]:
             "works with `sha256sum -c`; `valor-data verify-splits` rechecks all of it.", ""]
 
 
+def _membership(official: dict) -> str:
+    """One sentence saying where split membership came from."""
+    if official.get("membership") != "official":
+        how = official.get("membership", "drawn by seeded hash")
+        return (f"Split membership: {how}" + (" (not VALOR's own files: scores are not comparable with the paper's)."
+                                              if how == "drawn by seeded hash" else "."))
+    parts = "; ".join(f"{name}: {p['in_split']:,} of {p['listed']:,} listed clips ({p['missing']:,} missing, "
+                      f"{sum(p['rejected'].values()):,} rejected; see `splits_official.parquet`)"
+                      for name, p in official["splits"].items())
+    return f"Split membership: VALOR's official files, exactly (no clip replaced). {parts}."
+
+
 def _recipe(summary, pipeline: dict, cfg: ShardConfig) -> list[str]:
     outcome = {"config": summary.config, "counts": summary.counts, "targets": summary.targets,
-               "dropped": summary.reasons, "label_deviation": summary.label_deviation}
-    lines = ["## Recipe", "", "Split settings and outcome (`splits.json`):", "", "```json",
+               "dropped": summary.reasons, "label_deviation": summary.label_deviation,
+               "membership": summary.official}
+    lines = ["## Recipe", "", _membership(summary.official), "", "Split settings and outcome (`splits.json`):", "",
+             "```json",
              json.dumps(outcome, indent=1, ensure_ascii=False), "```", ""]
     stages = {k: v for k, v in pipeline.items() if isinstance(v, dict) and k in ("fetch", "filter")}
     stages["shards"] = asdict(cfg)

@@ -21,6 +21,9 @@ class SplitConfig:
     ``pretrain_split``; kept clips of ``benchmark_subsets`` are pooled and cut into
     ``parts`` (name -> size; the first part is the largest and takes the remainder).
     ``published`` (Youku-mPLUG): a clip's split is its manifest ``subset``.
+    ``official`` (split name -> id files, e.g. VALOR's ``desc_test.json``): those splits hold
+    exactly the listed clips that survived fetch and filter (``valor_data/split/official.py``);
+    the benchmark parts are official all together or not at all.
     """
 
     mode: str = "stratified"
@@ -30,6 +33,7 @@ class SplitConfig:
     benchmark_subsets: list[str] = field(default_factory=lambda: ["balanced_train", "eval"])
     parts: dict[str, int] = field(default_factory=_default_parts)
     label_tolerance: float = 0.02     # verify: allowed |class share in a part - in the pool| (widened for small parts)
+    official: dict[str, list[str]] = field(default_factory=dict)   # split -> VALOR id files (exact membership)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,6 +52,16 @@ class SplitConfig:
                 raise ValueError(f"not a usable split or subset name: {name!r}")
         if not 0 < self.label_tolerance <= 1:
             raise ValueError("label_tolerance must be in (0, 1]")
+        self.official = {k: [v] if isinstance(v, str) else list(v) for k, v in (self.official or {}).items()}
+        if self.official and self.mode != "stratified":
+            raise ValueError("official files are for the stratified (VALOR) recipe; published mode keeps subsets")
+        unknown = sorted(set(self.official) - set(self.split_names))
+        if unknown:
+            raise ValueError(f"official files for split(s) not in this recipe: {unknown} (splits: {self.split_names})")
+        listed = set(self.official) & set(self.parts)
+        if listed and listed != set(self.parts):
+            raise ValueError(f"official files cover {sorted(listed)} but not {sorted(set(self.parts) - listed)}: "
+                             "give every benchmark part's file, or none")
 
     @property
     def split_names(self) -> list[str]:

@@ -2,8 +2,9 @@
 
 When any clip is rate limited, its worker writes ``{"until": <epoch s>, "strikes": n}``
 (atomically); every worker reads it before each network request and sleeps until then.
-Retry-After is honoured; without it the pause doubles with each strike up to a cap, and
-the first success resets the strikes. Lost updates between racing writers only shorten
+Retry-After is honoured up to ``rate_limit_max_s`` (a server asking for 100,000 s gets the
+cap); without it the pause doubles with each strike up to that cap, and the first success
+resets the strikes. Lost updates between racing writers only shorten
 or lengthen one pause a little; they never lose the pause itself.
 """
 
@@ -19,6 +20,11 @@ from pathlib import Path
 from valor_data.workdir import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+def capped_retry_after(retry_after: float | None, cap: float) -> float:
+    """A server's Retry-After (seconds, None when absent) as a wait of at most ``cap`` seconds."""
+    return min(max(retry_after or 0.0, 0.0), cap)
 
 
 class SharedBackoff:
@@ -47,10 +53,11 @@ class SharedBackoff:
             return dict(self._state)
 
     def wait(self, sleep=time.sleep) -> float:
-        """Sleep until the shared pause is over; return the seconds slept."""
+        """Sleep until the shared pause is over, at most ``max_s`` in all (a file written with a
+        longer pause does not hold a worker longer); return the seconds slept."""
         slept = 0.0
         while True:
-            remaining = float(self.state().get("until", 0.0)) - time.time()
+            remaining = min(float(self.state().get("until", 0.0)) - time.time(), self.max_s - slept)
             if remaining <= 0:
                 return slept
             chunk = min(remaining, 5.0)   # re-read: another worker may extend the pause
@@ -61,7 +68,7 @@ class SharedBackoff:
         """Record a rate limit; return the pause (seconds) now in force."""
         state = self.state()
         strikes = int(state.get("strikes", 0)) + 1
-        pause = retry_after if retry_after is not None else min(self.max_s, self.wait_s * 2 ** (strikes - 1))
+        pause = min(self.max_s, retry_after if retry_after is not None else self.wait_s * 2 ** (strikes - 1))
         until = max(float(state.get("until", 0.0)), time.time() + pause)
         self._write({"until": until, "strikes": strikes, "reason": reason[:200], "pid": os.getpid()})
         log.warning("rate limited (%s): every worker pauses %.1f s", reason[:80], until - time.time())

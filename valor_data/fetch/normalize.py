@@ -1,7 +1,8 @@
 """One ffmpeg pass per clip: seek into one or two inputs (remote or local) and write both outputs.
 
 Outputs: an MP4 (H.264 yuv420p, short side <= ``max_short_side``, even dimensions,
-optional frame-rate cap; AAC) and a FLAC (``audio_rate`` Hz, ``audio_channels``), both
+optional frame-rate cap; AAC at ``mp4_audio_rate`` Hz with the source's channels, at most two)
+and a FLAC (``audio_rate`` Hz, ``audio_channels``: the trainer's format), both
 covering exactly ``[start, end]`` (accurate input seeking; audio resampled onto the video's
 timeline). The outputs are then checked with PyAV: the MP4 must not fall short of
 ``min(end, source length) - start`` by more than one video frame (the source length is
@@ -22,16 +23,23 @@ from pathlib import Path
 
 from valor_data.fetch.config import FetchConfig
 from valor_data.fetch.outcome import FetchFailure, from_ffmpeg, permanent, transient
-from valor_data.media.ffmpeg import FFmpegError, run_ffmpeg
+from valor_data.media.ffmpeg import FFmpegError, protocol_options, run_ffmpeg
 
 _HTTP_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,hls"
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _SECTION_RE = re.compile(r"^(Input|Output) #(\d+)")
 _STREAM_RE = re.compile(r"^\s*Stream #(\d+):\d+.*?: (Video|Audio): (.*)$")
 # Fill timestamp gaps: audio stays on the video's timeline. It runs once per clip and is split
-# to both outputs: an aresample per output made ffmpeg 9.0 wait forever, idle, on a corrupt
-# source (a regression test fetches it).
+# to both outputs: an aresample=async per output made ffmpeg 9.0 wait forever, idle, on a corrupt
+# source (a regression test fetches it). Each branch then converts to its own format (no async),
+# so the MP4 does not inherit the FLAC's rate and channels through the split.
 _ALIGN = "aresample=async=1:first_pts=0"
+_LAYOUTS = {1: "mono", 2: "stereo"}
+# ffmpeg's own retries of a URL, each request bounded by rw_timeout: at most 3, waiting at most
+# 10 s in all where this ffmpeg can bound them (7.1+); clip_timeout_s bounds the whole run anyway
+_RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4"]
+_RECONNECT_BOUNDS = {"reconnect_max_retries": "3", "reconnect_delay_total_max": "10"}
+_MAX_SECONDS = 1e7          # a segment boundary past this (116 days) is no position in a real file
 _NO_STREAM = ("does not contain any stream", "matches no streams")
 _NETWORK_RE = re.compile(r"Stream ends prematurely|timed out|Connection reset|Error reading HTTP", re.I)
 # what a decoder says of damaged input while ffmpeg reads the segment (ffmpeg 7+ tags each line
@@ -52,6 +60,7 @@ class Source:
     audio: bool = True
     headers: tuple[tuple[str, str], ...] = ()  # extra HTTP headers (User-Agent, Cookie, ...)
     proxy: str | None = None
+    local_addr: str | None = None              # local IP to bind (tcp ``local_addr``)
 
     @property
     def remote(self) -> bool:
@@ -85,8 +94,9 @@ class Inputs:
 def _input_args(source: Source, start: float | None, duration: float | None, timeout_s: float) -> list[str]:
     args: list[str] = []
     if source.remote:
-        args += ["-protocol_whitelist", _HTTP_PROTOCOLS, "-reconnect", "1", "-reconnect_on_network_error", "1",
-                 "-reconnect_delay_max", "4", "-rw_timeout", str(int(timeout_s * 1e6))]
+        args += ["-protocol_whitelist", _HTTP_PROTOCOLS, *_RECONNECT, "-rw_timeout", str(int(timeout_s * 1e6))]
+        known = protocol_options("http")
+        args += [arg for name, value in _RECONNECT_BOUNDS.items() if name in known for arg in (f"-{name}", value)]
         headers = dict(source.headers)
         if "User-Agent" in headers:
             args += ["-user_agent", headers.pop("User-Agent")]
@@ -94,6 +104,8 @@ def _input_args(source: Source, start: float | None, duration: float | None, tim
             args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
         if source.proxy:
             args += ["-http_proxy", source.proxy]
+        if source.local_addr:
+            args += ["-local_addr", source.local_addr]
     else:
         args += ["-protocol_whitelist", "file"]
     location = source.location if source.remote else f"file:{source.location}"
@@ -127,16 +139,34 @@ def ffmpeg_args(sources: list[Source], start: float | None, end: float | None, m
             args += ["-fpsmax", f"{cfg.max_fps:g}"]
         if cfg.keyframe_interval_s:   # short GOPs: sparse frame reads (filter, trainer) decode little
             args += ["-force_key_frames", f"expr:gte(t,n_forced*{cfg.keyframe_interval_s:g})"]
-    if audio is not None:   # one aligned audio chain, split to both outputs (see _ALIGN)
-        both = flac is not None
-        args += ["-filter_complex", f"[{audio}:a:0]{_ALIGN}" + (",asplit=2[amp4][aflac]" if both else "[amp4]"),
+    if audio is not None:
+        args += ["-filter_complex", audio_graph(audio, flac is not None, cfg),
                  "-map", "[amp4]", "-c:a", "aac", "-b:a", f"{cfg.aac_kbps}k"]
     args += ["-sn", "-dn", "-threads", str(cfg.ffmpeg_threads), "-movflags", "+faststart",
              "-map_metadata", "-1", "-f", "mp4", str(mp4)]
     if flac is not None and audio is not None:
-        args += ["-map", "[aflac]", "-ac", str(cfg.audio_channels), "-ar", str(cfg.audio_rate), "-c:a", "flac",
-                 "-map_metadata", "-1", "-f", "flac", str(flac)]
+        args += ["-map", "[aflac]", "-c:a", "flac", "-map_metadata", "-1", "-f", "flac", str(flac)]
     return args
+
+
+def audio_graph(audio: int, flac: bool, cfg: FetchConfig) -> str:
+    """One aligned chain (see _ALIGN) split to the MP4's branch (``mp4_audio_rate``, the source's
+    channels up to stereo) and the FLAC's (``audio_rate``, ``audio_channels``)."""
+    mp4 = f"aresample={cfg.mp4_audio_rate},aformat=sample_rates={cfg.mp4_audio_rate}:channel_layouts=mono|stereo"
+    if not flac:
+        return f"[{audio}:a:0]{_ALIGN},{mp4}[amp4]"
+    layout = _LAYOUTS.get(cfg.audio_channels, f"{cfg.audio_channels}c")
+    return (f"[{audio}:a:0]{_ALIGN},asplit=2[m][f];[m]{mp4}[amp4];"
+            f"[f]aresample={cfg.audio_rate},aformat=sample_rates={cfg.audio_rate}:channel_layouts={layout}[aflac]")
+
+
+def check_segment(start: float | None, end: float | None) -> None:
+    """Raise a permanent ``BadSegment`` for bounds ffmpeg cannot take (never worth a retry)."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not 0 <= value <= _MAX_SECONDS:   # also NaN
+            raise permanent("BadSegment", f"{name} {value!r} is not a time in [0, {_MAX_SECONDS:g}] s")
+    if start is not None and end is not None and end <= start:
+        raise permanent("BadSegment", f"the segment ends ({end:g} s) before it starts ({start:g} s)")
 
 
 def parse_inputs(stderr: str) -> Inputs:
@@ -212,9 +242,10 @@ def normalize(sources: list[Source], start: float | None, end: float | None, mp4
     """Cut ``[start, end]`` from ``sources`` into ``mp4`` and ``flac`` and check what came out.
 
     ``known_duration`` is the source length when the caller knows it better than the
-    inputs do (a section download holds only the section). ``flac`` is removed when the
+    known inputs do (a section download holds only the section). ``flac`` is removed when the
     source has no audio.
     """
+    check_segment(start, end)
     stderr = _run(sources, start, end, mp4, flac, cfg)
     inputs = parse_inputs(stderr)
     lengths = [d for d in inputs.durations if d] if known_duration is None else [known_duration]
@@ -240,6 +271,9 @@ def _check(mp4: Path, flac: Path, start: float, end: float | None, source_len: f
     aac_frame = 1024 / (video.sample_rate or 44100)
     tolerance = (1.0 / (video.fps or 25.0) if video.has_video else max(0.04, aac_frame)) + 1e-3
     _check_duration(video.duration, start, end, source_len, tolerance, stderr)
+    if video.has_audio and (video.sample_rate != cfg.mp4_audio_rate or not 1 <= (video.channels or 0) <= 2):
+        raise permanent("BadOutput", f"the MP4's audio is {video.sample_rate} Hz x{video.channels}, "
+                                     f"not {cfg.mp4_audio_rate} Hz x1-2")
     if audio is not None:
         if (audio.sample_rate, audio.channels) != (cfg.audio_rate, cfg.audio_channels):
             raise permanent("BadOutput", f"FLAC is {audio.sample_rate} Hz x{audio.channels}, "

@@ -71,6 +71,10 @@ class MediaStore:
                 raise disk_full(self.media_url or str(self.workdir.root)) from None
             raise
 
+    def discard(self, clip_id: str) -> None:
+        """Remove the clip's media (a killed run may have published them): a failed clip keeps none."""
+        self.publish(clip_id, {"mp4": None, "flac": None})
+
     def _upload(self, clip_id: str, ext: str, tmp: Path | None) -> None:
         fs, root = self._filesystem()
         fan = self.workdir.media_path(clip_id, ext).parent.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -40,6 +41,17 @@ def ffmpeg_exe() -> str:
     except ImportError:  # pragma: no cover - imageio-ffmpeg is a dependency
         raise ValorError("no ffmpeg found: install ffmpeg or the imageio-ffmpeg wheel") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=8)
+def protocol_options(protocol: str) -> frozenset[str]:
+    """The options this ffmpeg's ``protocol`` takes (``ffmpeg -h protocol=http``): builds differ."""
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-h", f"protocol={protocol}"], capture_output=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(re.findall(r"^\s+-(\w+)\s", proc.stdout.decode("utf-8", "replace"), re.M))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child

@@ -91,10 +91,18 @@ def test_strict_makes_any_reject_fatal(tmp_path, labels):
         build_audioset(Workdir.create(tmp_path / "w"), {"eval": path}, *labels, strict=True)
 
 
-def test_truncated_official_file_is_caught_by_num_segs(tmp_path, labels):
+def test_num_segs_mismatch_is_a_warning_and_strict_or_a_download_refuses_it(tmp_path, labels):
+    """A subset of an official file keeps the official header: its rows are read, the count warned."""
     path = official_csv(tmp_path / "eval_segments.csv", GOOD, declared=20_371)
-    with pytest.raises(ManifestError, match="num_segs=20371 but the file holds 2 rows"):
-        build_audioset(Workdir.create(tmp_path / "w"), {"eval": path}, *labels)
+    summary = build_audioset(Workdir.create(tmp_path / "w"), {"eval": path}, *labels)
+    assert summary.kept == 2 and any("num_segs=20371 but the file holds 2 rows" in w for w in summary.warnings)
+    assert any("num_segs=20371" in line for line in summary.lines())
+    for flags in ({"strict": True}, {"check_expected": True}):
+        workdir = Workdir.create(tmp_path / f"w-{next(iter(flags))}")
+        with pytest.raises(ManifestError, match="num_segs=20371 but the file holds 2 rows"):
+            build_audioset(workdir, {"eval": path}, *labels, **flags)
+        rejects = pq.read_table(workdir.rejects).to_pylist()    # the refusal is a row too
+        assert [(r["line"], r["reason"]) for r in rejects] == [(0, "file_refused")]
 
 
 def test_not_a_segments_file_gives_a_clear_error(tmp_path, labels):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +33,11 @@ class ManifestSummary:
     per_subset: Counter = field(default_factory=Counter)
     captions_matched: int = 0
     captions_unmatched: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"rows read {self.rows_read:,}  kept {self.kept:,}  rejected {sum(self.rejected.values()):,}"]
+        out += [f"  warning: {w}" for w in self.warnings]
         out += [f"  subset {name}: {n:,}" for name, n in sorted(self.per_subset.items())]
         out += [f"  rejected {reason}: {n:,}" for reason, n in self.rejected.most_common()]
         if self.captions_matched or self.captions_unmatched:
@@ -46,8 +49,10 @@ class ManifestSummary:
 
 def _finish(workdir: Workdir, collected: Collected, rows_read: int) -> ManifestSummary:
     if collected.n_clips == 0:
+        write_table(collected.reject_table(), workdir.rejects)
         first = collected.rejects[0] if collected.rejects else None
-        hint = f" (first reject: {first['file']}:{first['line']} {first['reason']})" if first else ""
+        hint = (f" (first reject: {first['file']}:{first['line']} {first['reason']}; every reason in "
+                f"{workdir.rejects})") if first else ""
         raise ManifestError(f"no usable rows{hint}")
     table = collected.clip_table()
     write_table(table, workdir.manifest)
@@ -56,6 +61,23 @@ def _finish(workdir: Workdir, collected: Collected, rows_read: int) -> ManifestS
                               per_subset=Counter(table.column("subset").to_pylist()))
     log.info("wrote %s (%d clips) and %s", workdir.manifest, table.num_rows, workdir.rejects)
     return summary
+
+
+def _read_files(workdir: Workdir, collected: Collected, files: Iterable[tuple[str | None, PathLike]],
+                read: Callable[[str | None, PathLike], int]) -> int:
+    """``read`` each (subset, path); a file refused as a whole (or a strict-mode reject) still
+    writes ``rejects.parquet`` with every reason found so far, then the error is raised."""
+    rows = 0
+    for subset, path in files:
+        try:
+            rows += read(subset, path)
+        except ManifestError as exc:
+            from_a_row = collected.strict and collected.rejects    # strict: the first reject raised
+            if not from_a_row:
+                collected.refuse(subset, str(path), str(exc))
+            write_table(collected.reject_table(), workdir.rejects)
+            raise ManifestError(f"{exc} (reasons so far in {workdir.rejects})") from None
+    return rows
 
 
 def download_audioset(workdir: Workdir, subsets: list[str], base_url: str | None = None
@@ -79,28 +101,42 @@ def download_audioset(workdir: Workdir, subsets: list[str], base_url: str | None
     return csvs, labels, onto
 
 
-def build_audioset(workdir: Workdir, csvs: dict[str, PathLike], labels: PathLike | None = None,
-                   ontology: PathLike | None = None, captions: list[PathLike] = (),
-                   url_template: str = audioset.YOUTUBE_URL, strict: bool = False,
-                   check_expected: bool = False) -> ManifestSummary:
-    """AudioSet segment CSVs (``{subset: path}``) -> the clip table, captions joined if given.
+def build_audioset(workdir: Workdir, csvs: Mapping[str, PathLike] | Iterable[tuple[str, PathLike]],
+                   labels: PathLike | None = None, ontology: PathLike | None = None,
+                   captions: list[PathLike] = (), url_template: str = audioset.YOUTUBE_URL,
+                   strict: bool = False, check_expected: bool = False) -> ManifestSummary:
+    """AudioSet segment CSVs (``{subset: path}`` or (subset, path) pairs: two files of one subset
+    are both read, a segment in both kept once) -> the clip table, captions joined if given.
 
-    A file whose header declares ``num_segs=`` is always checked against it; with
-    ``check_expected`` (downloads) a file without that line is checked against the row
-    count in ``manifests/audioset.yaml``, so a truncated copy is caught either way.
+    A header's ``num_segs=`` that disagrees with the rows is a warning (a subset of an official
+    file keeps its header), fatal with ``strict`` or ``check_expected``. With ``check_expected``
+    (downloads) a subset's only file is also checked against the row count in
+    ``manifests/audioset.yaml``, so a truncated copy is caught either way.
     """
     onto = load_ontology(labels, ontology)
     if not onto.known:
         log.warning("no class index or ontology given: MIDs are checked for shape only")
+    pairs = list(csvs.items() if isinstance(csvs, Mapping) else csvs)
     expected = {k: v["rows"] for k, v in load_descriptor("audioset")["segments"].items()} if check_expected else {}
-    collected, rows_read = Collected("audioset", strict=strict), 0
-    for subset, path in csvs.items():
+    files_per_subset = Counter(subset for subset, _ in pairs)
+    collected, warnings = Collected("audioset", strict=strict), []
+
+    def read(subset: str, path: PathLike) -> int:
         rows, declared = audioset.read_segments(path, collected, onto, subset, url_template)
-        want = expected.get(subset)
+        if declared is not None and declared != rows:
+            message = f"{path}: header declares num_segs={declared} but the file holds {rows} rows"
+            if strict or check_expected:
+                raise ManifestError(message + " (truncated or altered download?)")
+            warnings.append(message + " (read all of them; --strict refuses such a file)")
+            log.warning("%s", warnings[-1])
+        want = expected.get(subset) if files_per_subset[subset] == 1 else None
         if declared is None and want is not None and rows != want:
             raise ManifestError(f"{path}: expected {want:,} rows for {subset}, found {rows:,} (truncated?)")
-        rows_read += rows
+        return rows
+
+    rows_read = _read_files(workdir, collected, pairs, read)
     summary = _finish(workdir, collected, rows_read)
+    summary.warnings = warnings
     if captions:
         joined = join_valor_captions(workdir, list(captions))
         summary.captions_matched = joined.captions_matched
@@ -122,19 +158,19 @@ def join_valor_captions(workdir: Workdir, paths: list[PathLike]) -> ManifestSumm
 
 def build_youku(workdir: Workdir, csvs: list[tuple[str | None, PathLike]], base_url: str,
                 strict: bool = False) -> ManifestSummary:
-    """Youku-mPLUG CSVs (``(subset or None, path)``; subset from the file name) -> clip table."""
-    if not base_url:
-        raise ManifestError("Youku-mPLUG needs --base-url: where the :FILE paths are served from")
-    collected, rows_read = Collected("youku", strict=strict), 0
-    for subset, path in csvs:
-        rows_read += youku.read_youku_csv(path, collected, base_url, subset)
+    """Youku-mPLUG CSVs (``(subset or None, path)``; subset from the file name) -> clip table.
+    ``base_url``: a preset (``modelscope``), an http(s) URL or a local directory."""
+    base = youku.resolve_base(base_url)
+    collected = Collected("youku", strict=strict)
+    rows_read = _read_files(workdir, collected, csvs,
+                            lambda subset, path: youku.read_youku_csv(path, collected, base, subset))
     return _finish(workdir, collected, rows_read)
 
 
 def build_urls(workdir: Workdir, files: list[tuple[str | None, PathLike]], strict: bool = False
                ) -> ManifestSummary:
     """URL lists (``(subset or None, path)``; default subset ``urls``) -> clip table."""
-    collected, rows_read = Collected("urls", strict=strict), 0
-    for subset, path in files:
-        rows_read += urls.read_url_list(path, collected, subset or "urls")
+    collected = Collected("urls", strict=strict)
+    rows_read = _read_files(workdir, collected, files,
+                            lambda subset, path: urls.read_url_list(path, collected, subset or "urls"))
     return _finish(workdir, collected, rows_read)

@@ -7,8 +7,14 @@ import click
 from valor_data import manifest as lib
 from valor_data.commands.common import csv_list, split_spec, workdir_option
 from valor_data.sources.audioset import YOUTUBE_URL, subset_from_filename
+from valor_data.sources.youku import MODELSCOPE_BASE
 
-strict_option = click.option("--strict", is_flag=True, help="Any row that cannot be read is fatal.")
+YOUKU_BASE_HELP = ("Where the CSVs' :FILE paths (videos/<subset>/<file>) are: 'modelscope' (ModelScope's "
+                   f"public files, {MODELSCOPE_BASE}<:FILE>), an http(s) mirror of that layout, or a local "
+                   "directory holding videos/ (read in place; no --allow-file-urls needed).")
+
+strict_option = click.option("--strict", is_flag=True,
+                             help="Any row that cannot be read, or a num_segs= header mismatch, is fatal.")
 
 
 def _report(summary: lib.ManifestSummary, workdir) -> None:
@@ -36,11 +42,15 @@ def manifest() -> None:
 @click.option("--url-template", default=YOUTUBE_URL, show_default=True, help="Media URL per video id.")
 @strict_option
 def audioset(csvs, workdir, labels, ontology, captions, download, subsets, base_url, url_template, strict):
-    """AudioSet segment CSVs (either layout); CSV may be given as SUBSET=PATH."""
-    paths = {subset or subset_from_filename(path): path for subset, path in map(split_spec, csvs)}
+    """AudioSet segment CSVs (either layout); CSV may be given as SUBSET=PATH.
+
+    Files of the same subset are all read (a segment in two of them is kept once, the other a
+    duplicate_segment reject). A header's num_segs= that disagrees with the rows is a warning.
+    """
+    paths = [(subset or subset_from_filename(path), path) for subset, path in map(split_spec, csvs)]
     if download:
         fetched, labels, ontology = lib.download_audioset(workdir, csv_list(subsets), base_url)
-        paths = {**fetched, **paths}
+        paths = list(fetched.items()) + paths
     if not paths:
         raise click.UsageError("give segment CSVs or --download")
     summary = lib.build_audioset(workdir, paths, labels, ontology, list(captions), url_template, strict,
@@ -59,7 +69,7 @@ def valor_captions(files, workdir):
 @manifest.command("youku")
 @click.argument("csvs", nargs=-1, required=True)
 @workdir_option
-@click.option("--base-url", required=True, help="Where the CSVs' :FILE paths are served from.")
+@click.option("--base-url", required=True, help=YOUKU_BASE_HELP)
 @strict_option
 def youku(csvs, workdir, base_url, strict):
     """Youku-mPLUG CSVs (pretrain.csv, classification_*.csv, retrieval_*.csv, captioning_*.csv)."""

@@ -3,7 +3,7 @@
 Official layout: three ``#`` comment lines (the second states ``num_segs=``), then
 ``YTID, start, end, "mid,mid"`` with a space after each comma. Header layout: a
 ``YTID,start_seconds,end_seconds,positive_labels`` header row. Rows that cannot be
-trusted become rejects with file, line and reason.
+trusted become rejects with file, line and reason. Labels quoted twice by a CSV tool are read.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import os
 import re
 from pathlib import Path
 
-from valor_data.errors import ManifestError
 from valor_data.ids import audioset_clip_id, is_youtube_id, valor_id
 from valor_data.sources.common import Collected
 from valor_data.sources.ontology import MID_RE, Ontology
+from valor_data.sources.reading import csv_rows, open_lines
 
 YOUTUBE_URL = "https://www.youtube.com/watch?v={video_id}"
 _NUM_SEGS_RE = re.compile(r"num_segs=(\d+)")
@@ -37,6 +37,13 @@ def _parse_time(text: str) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def parse_labels(text: str) -> list[str]:
+    """The MIDs of a ``positive_labels`` cell. Quotes left around the list or a MID are dropped: a CSV
+    tool that quotes the cell ``"/m/09x0r,/m/04rlf"`` again, after a space, leaves them in the value."""
+    mids = (m.strip(' \t"') for m in text.strip(' \t"').split(","))
+    return [m for m in mids if m]
+
+
 def _check_row(row: list[str], onto: Ontology) -> tuple[str, str] | None:
     """(reason, detail) when a segment row cannot be trusted, else None."""
     if len(row) != 4:
@@ -49,7 +56,7 @@ def _check_row(row: list[str], onto: Ontology) -> tuple[str, str] | None:
         return "bad_time", f"times must be non-negative numbers: {start_txt!r}, {end_txt!r}"
     if end <= start:
         return "bad_interval", f"end {end} <= start {start}"
-    mids = [m.strip() for m in labels_txt.split(",") if m.strip()]
+    mids = parse_labels(labels_txt)
     if not mids:
         return "no_labels", "positive_labels is empty"
     for mid in mids:
@@ -62,20 +69,15 @@ def read_segments(path: str | os.PathLike, collected: Collected, onto: Ontology,
                   subset: str | None = None, url_template: str = YOUTUBE_URL) -> tuple[int, int | None]:
     """Read one segments CSV into ``collected``; return (data rows seen, num_segs declared or None).
 
-    Raises ManifestError when the file is not a segments CSV at all, or when its
-    header declares ``num_segs=N`` and a different number of rows follows (truncated).
+    The caller compares the two (a subset of an official file keeps its header, so a mismatch
+    is not always a truncation). Raises ManifestError when the file cannot be opened.
     """
     path = Path(path)
     subset = subset or subset_from_filename(path)
     declared, rows = None, 0
-    try:
-        fh = open(path, encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise ManifestError(f"{path}: {exc.strerror}") from None
-    with fh:
-        reader = csv.reader(fh, skipinitialspace=True)
-        for row in reader:
-            line = reader.line_num
+    with open_lines(path) as lines:
+        reader = csv.reader(lines, skipinitialspace=True)
+        for line, row in csv_rows(reader, lines, path, collected, subset):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if rows == 0 and (row[0] == "#" or row[0].startswith("# ")):   # header comments only
@@ -85,19 +87,21 @@ def read_segments(path: str | os.PathLike, collected: Collected, onto: Ontology,
             if rows == 0 and row[0].strip() == "YTID":
                 continue
             rows += 1
-            problem = _check_row(row, onto)
-            if problem:
-                collected.reject(subset, str(path), line, *problem, raw=",".join(row))
-                continue
-            ytid, start, end, labels = (c.strip() for c in row)
-            start_s, end_s = float(start), float(end)
-            mids = [m.strip() for m in labels.split(",") if m.strip()]
-            collected.add_clip(
-                f"{path}:{line}", clip_id=audioset_clip_id(ytid, start_s), subset=subset,
-                video_id=ytid, url=url_template.format(video_id=ytid), start_s=start_s,
-                end_s=end_s, labels=mids, label_names=[onto.name(m) for m in mids],
-                valor_id=valor_id(ytid, start_s, end_s))
-    if declared is not None and declared != rows:
-        raise ManifestError(f"{path}: header declares num_segs={declared} but the file holds "
-                            f"{rows} rows (truncated or altered download?)")
+            _add_row(row, line, path, subset, collected, onto, url_template)
     return rows, declared
+
+
+def _add_row(row: list[str], line: int, path: Path, subset: str, collected: Collected, onto: Ontology,
+             url_template: str) -> None:
+    problem = _check_row(row, onto)
+    if problem:
+        collected.reject(subset, str(path), line, *problem, raw=",".join(row))
+        return
+    ytid, start, end = (c.strip() for c in row[:3])
+    start_s, end_s = float(start), float(end)
+    mids = parse_labels(row[3])
+    collected.add_clip(
+        f"{path}:{line}", clip_id=audioset_clip_id(ytid, start_s), subset=subset,
+        video_id=ytid, url=url_template.format(video_id=ytid), start_s=start_s,
+        end_s=end_s, labels=mids, label_names=[onto.name(m) for m in mids],
+        valor_id=valor_id(ytid, start_s, end_s))

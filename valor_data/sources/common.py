@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -9,6 +10,15 @@ import pyarrow as pa
 
 from valor_data.errors import ManifestError
 from valor_data.table import CLIP_SCHEMA, REJECT_SCHEMA, clip_row, to_table
+
+_URL_BREAKERS = re.compile(r"[\x00-\x20\x7f]")
+
+
+def url_problem(url: str) -> str | None:
+    """Why a URL cannot be fetched as written: whitespace, CR/LF, NUL or another control character
+    must be percent-encoded (a server or ffmpeg would read them as the end of the URL or a header)."""
+    match = _URL_BREAKERS.search(url)
+    return None if match is None else f"URL holds {match.group()!r} at position {match.start()}: {url[:80]!r}"
 
 
 @dataclass
@@ -41,11 +51,17 @@ class Collected:
 
     def reject(self, subset: str | None, file: str, line: int, reason: str, detail: str,
                raw: str) -> None:
-        """Record a row that cannot be trusted; fatal in strict mode."""
-        if self.strict:
-            raise ManifestError(f"{file}:{line}: {reason}: {detail}")
+        """Record a row that cannot be trusted; fatal in strict mode (the reject is kept first, so
+        ``rejects.parquet`` still says why)."""
         self.rejects.append(dict(source=self.source, subset=subset, file=file, line=line,
                                  reason=reason, detail=detail, raw=raw[:500]))
+        if self.strict:
+            raise ManifestError(f"{file}:{line}: {reason}: {detail}")
+
+    def refuse(self, subset: str | None, file: str, detail: str) -> None:
+        """Record a file that cannot be read as a whole (line 0)."""
+        self.rejects.append(dict(source=self.source, subset=subset, file=file, line=0,
+                                 reason="file_refused", detail=detail, raw=""))
 
     def reasons(self) -> Counter:
         return Counter(r["reason"] for r in self.rejects)

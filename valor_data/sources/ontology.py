@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from valor_data.errors import ManifestError
+from valor_data.sources.reading import load_json_file, open_lines
 
 MID_RE = re.compile(r"^/[a-z]/[0-9a-z_]+$")
 
@@ -39,19 +38,39 @@ def load_ontology(labels_csv: str | os.PathLike | None = None,
     """Read ``class_labels_indices.csv`` and/or ``ontology.json`` (either may be None)."""
     onto = Ontology()
     if ontology_json is not None:
-        try:
-            nodes = json.loads(Path(ontology_json).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"{ontology_json}: cannot read ontology: {exc}") from None
-        for node in nodes:
-            onto.names[node["id"]] = node["name"]
-            onto.children[node["id"]] = list(node.get("child_ids", []))
+        _read_ontology_json(ontology_json, onto)
     if labels_csv is not None:
-        try:
-            with open(labels_csv, encoding="utf-8-sig", newline="") as fh:
-                for row in csv.DictReader(fh):
-                    onto.index[row["mid"]] = int(row["index"])
-                    onto.names[row["mid"]] = row["display_name"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise ManifestError(f"{labels_csv}: cannot read class index: {exc}") from None
+        _read_class_index(labels_csv, onto)
     return onto
+
+
+def _read_ontology_json(path: str | os.PathLike, onto: Ontology) -> None:
+    """``ontology.json``: a list of ``{"id", "name", "child_ids"}`` objects."""
+    nodes = load_json_file(path, "ontology")
+    if not isinstance(nodes, list):
+        raise ManifestError(f"{path}: cannot read ontology: expected a list of classes, found a "
+                            f"{type(nodes).__name__}")
+    for i, node in enumerate(nodes):
+        ok = isinstance(node, dict) and isinstance(node.get("id"), str) and isinstance(node.get("name"), str)
+        kids = node.get("child_ids", []) if ok else None
+        if not ok or not isinstance(kids, list) or not all(isinstance(k, str) for k in kids):
+            raise ManifestError(f"{path}: cannot read ontology: item {i} is not "
+                                "{'id': str, 'name': str, 'child_ids': [str]}")
+        onto.names[node["id"]] = node["name"]
+        onto.children[node["id"]] = list(kids)
+
+
+def _read_class_index(path: str | os.PathLike, onto: Ontology) -> None:
+    """``class_labels_indices.csv``: ``index,mid,display_name``."""
+    with open_lines(path) as lines:
+        reader = csv.DictReader(lines)
+        try:
+            for row in reader:
+                onto.index[row["mid"]] = int(row["index"])
+                onto.names[row["mid"]] = row["display_name"]
+        except (KeyError, ValueError, TypeError, csv.Error) as exc:
+            raise ManifestError(f"{path}:{reader.line_num}: cannot read class index: "
+                                f"{type(exc).__name__}: {exc}") from None
+        bad = lines.bad_offset(1, reader.line_num)
+        if bad is not None:
+            raise ManifestError(f"{path}: cannot read class index: invalid UTF-8 at byte offset {bad}")

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from valor_data.errors import ManifestError
 from valor_data.ids import hashed_clip_id
-from valor_data.sources.common import Collected
+from valor_data.sources.common import Collected, url_problem
+from valor_data.sources.reading import csv_header, csv_rows, open_lines, parse_json
 
 URL_KEYS = ("url", "video_url", "contentUrl")
 CAPTION_KEYS = ("caption", "text", "title", "desc")
@@ -37,33 +39,53 @@ def _first(row: dict, keys: tuple[str, ...]):
     return None
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, row) pairs from any supported format."""
+def _records(path: Path, collected: Collected, subset: str) -> Iterator[tuple[int, dict, str]]:
+    """(line number, row, raw text) from any supported format; rows the format itself cannot
+    read (bad JSON, invalid UTF-8, an oversized CSV field) become rejects here."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield i, row
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise ManifestError(f"{path}: cannot read Parquet: {exc}") from None
+        for i, row in enumerate(table.to_pylist(), start=1):
+            yield i, row, json.dumps(row, ensure_ascii=False, default=str)
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        with open(path, encoding="utf-8-sig") as fh:
-            for i, text in enumerate(fh, start=1):
-                if text.strip():
-                    try:
-                        value = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        value = {"__error__": f"not JSON: {exc.msg}", "__raw__": text}
-                    yield i, value if isinstance(value, dict) else {"__error__": "not an object"}
+        yield from _json_lines(path, collected, subset)
     elif suffix in (".csv", ".tsv", ".txt"):
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            for row in reader:
-                yield reader.line_num, row
+        with open_lines(path) as lines:
+            reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
+            csv_header(reader, path)
+            for line, row in csv_rows(reader, lines, path, collected, subset):
+                yield line, row, json.dumps(row, ensure_ascii=False, default=str)
     else:
         raise ManifestError(f"{path}: unsupported URL list format {suffix!r} (csv, tsv, jsonl, parquet)")
 
 
+def _json_lines(path: Path, collected: Collected, subset: str) -> Iterator[tuple[int, dict, str]]:
+    with open_lines(path) as lines:
+        for i, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            if i in lines.bad:
+                collected.reject(subset, str(path), i, "bad_utf8", f"invalid UTF-8 at byte offset {lines.bad[i]}",
+                                 text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                continue
+            value, error = parse_json(text)
+            if error is None and not isinstance(value, dict):
+                error = f"not an object: a JSON {type(value).__name__}"
+            if error is not None:
+                collected.reject(subset, str(path), i, "bad_row", error, text)
+                continue
+            yield i, value, text
+
+
 def _time(value) -> float | None:
+    """Seconds from a number or a numeric string (``true`` is not a number); ValueError otherwise."""
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"bad time {value!r}: not a number")
     number = float(value)
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"bad time {value!r}")
@@ -71,11 +93,37 @@ def _time(value) -> float | None:
 
 
 def _captions(row: dict) -> list[str]:
+    """The row's captions; ValueError for an entry that is not a string (null, a number, an object)."""
     listed = row.get("captions")
     if isinstance(listed, list):
-        return [str(c) for c in listed if str(c).strip()]
-    caption = _first(row, CAPTION_KEYS)
-    return [str(caption)] if caption is not None else []
+        named = [(f"captions[{i}]", value) for i, value in enumerate(listed)]
+    else:
+        key = next((k for k in CAPTION_KEYS if _first(row, (k,)) is not None), None)
+        named = [(key, row[key])] if key else []
+    for name, value in named:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} is {'null' if value is None else type(value).__name__}, not a string")
+    return [value for _, value in named if value.strip()]
+
+
+def _url(row: dict) -> tuple[str, str | None]:
+    """(url, problem): an http(s) or file URL with nothing in it that needs percent-encoding."""
+    value = _first(row, URL_KEYS)
+    if not isinstance(value, str | None):
+        return "", f"the URL is a {type(value).__name__}, not a string"
+    url = (value or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in SCHEMES or (parts.scheme.lower() != "file" and not parts.netloc):
+        return url, f"need an http(s) or file URL, got {url[:80]!r}"
+    return url, url_problem(url)
+
+
+def _text_field(row: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(value as text or None, problem) for an id or language cell: objects and lists are not text."""
+    value = _first(row, keys)
+    if isinstance(value, dict | list):
+        return None, f"{keys[0]} is a {type(value).__name__}, not a string"
+    return (None if value is None else str(value)), None
 
 
 def read_url_list(path: str | os.PathLike, collected: Collected, subset: str = "urls") -> int:
@@ -84,29 +132,36 @@ def read_url_list(path: str | os.PathLike, collected: Collected, subset: str = "
     if not path.is_file():
         raise ManifestError(f"{path}: no such file")
     rows = 0
-    for line, row in _records(path):
+    for line, row, raw in _records(path, collected, subset):
         rows += 1
-        raw = json.dumps(row, ensure_ascii=False, default=str)
-        if "__error__" in row:
-            collected.reject(subset, str(path), line, "bad_row", row["__error__"], row.get("__raw__", raw))
-            continue
-        url = str(_first(row, URL_KEYS) or "").strip()
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in SCHEMES or (scheme != "file" and not urlsplit(url).netloc):
-            collected.reject(subset, str(path), line, "bad_url",
-                             f"need an http(s) or file URL, got {url[:80]!r}", raw)
-            continue
-        try:
-            start, end = _time(_first(row, START_KEYS)), _time(_first(row, END_KEYS))
-        except (TypeError, ValueError) as exc:
-            collected.reject(subset, str(path), line, "bad_time", str(exc), raw)
-            continue
-        if start is not None and end is not None and end <= start:
-            collected.reject(subset, str(path), line, "bad_interval", f"end {end} <= start {start}", raw)
-            continue
-        source_id = str(_first(row, ID_KEYS) or url)
-        collected.add_clip(
-            f"{path}:{line}", clip_id=hashed_clip_id(f"urls\x00{url}\x00{start}\x00{end}", source_id),
-            subset=subset, video_id=source_id, url=url, start_s=start, end_s=end,
-            captions=_captions(row), language=row.get("language") or None)
+        _read_row(row, f"{path}", line, raw, collected, subset)
     return rows
+
+
+def _read_row(row: dict, path: str, line: int, raw: str, collected: Collected, subset: str) -> None:
+    url, problem = _url(row)
+    if problem:
+        collected.reject(subset, path, line, "bad_url", problem, raw)
+        return
+    try:
+        start, end = _time(_first(row, START_KEYS)), _time(_first(row, END_KEYS))
+    except (TypeError, ValueError) as exc:
+        collected.reject(subset, path, line, "bad_time", str(exc), raw)
+        return
+    if start is not None and end is not None and end <= start:
+        collected.reject(subset, path, line, "bad_interval", f"end {end} <= start {start}", raw)
+        return
+    try:
+        captions = _captions(row)
+    except ValueError as exc:
+        collected.reject(subset, path, line, "bad_caption", str(exc), raw)
+        return
+    (source_id, id_problem), (language, lang_problem) = _text_field(row, ID_KEYS), _text_field(row, ("language",))
+    if id_problem or lang_problem:
+        collected.reject(subset, path, line, "bad_field", id_problem or lang_problem, raw)
+        return
+    source_id = source_id or url
+    collected.add_clip(
+        f"{path}:{line}", clip_id=hashed_clip_id(f"urls\x00{url}\x00{start}\x00{end}", source_id),
+        subset=subset, video_id=source_id, url=url, start_s=start, end_s=end,
+        captions=captions, language=language)

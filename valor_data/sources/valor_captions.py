@@ -7,16 +7,15 @@ and the mapper form ``{id: [desc, ...]}``. Ids are VALOR ids
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 
 from valor_data.errors import ManifestError
 from valor_data.ids import audioset_clip_id, parse_valor_id
+from valor_data.sources.reading import load_json_file
 
 
 @dataclass
@@ -30,24 +29,30 @@ class CaptionJoin:
 
 
 def read_caption_file(path: str | os.PathLike) -> dict[str, list[str]]:
-    """One caption file (either form) as ``{valor_id: [captions]}``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read captions: {exc}") from None
+    """One caption file (either form) as ``{valor_id: [captions]}``; a caption that is not a string
+    (null, a number, an object) is an error naming the file and item, never the text "None"."""
+    data = load_json_file(path, "captions")
     captions: dict[str, list[str]] = defaultdict(list)
     if isinstance(data, list):
         for i, item in enumerate(data):
             if not isinstance(item, dict) or "video_id" not in item or "desc" not in item:
                 raise ManifestError(f"{path}: item {i} is not {{'video_id', 'desc'}}")
-            descs = item["desc"] if isinstance(item["desc"], list) else [item["desc"]]
-            captions[str(item["video_id"])].extend(str(d) for d in descs)
+            captions[str(item["video_id"])].extend(_descs(item["desc"], path, i))
     elif isinstance(data, dict):
         for key, descs in data.items():
-            captions[str(key)].extend(str(d) for d in (descs if isinstance(descs, list) else [descs]))
+            captions[str(key)].extend(_descs(descs, path, key))
     else:
         raise ManifestError(f"{path}: expected a list of {{video_id, desc}} or an id -> captions map")
     return dict(captions)
+
+
+def _descs(value, path, item) -> list[str]:
+    descs = value if isinstance(value, list) else [value]
+    for j, desc in enumerate(descs):
+        if not isinstance(desc, str):
+            raise ManifestError(f"{path}: item {item!r}: caption {j} is "
+                                f"{'null' if desc is None else type(desc).__name__}, not a string")
+    return descs
 
 
 def join_captions(table: pa.Table, paths: list[str | os.PathLike]) -> CaptionJoin:

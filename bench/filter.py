@@ -40,12 +40,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from valor_data.curate import checks, duplicates, labelled, run
+from valor_data.curate import checks, duplicates, run
 from valor_data.curate.analyze import analyze_clip
 from valor_data.curate.config import FilterConfig
 from valor_data.media import decode
 from valor_data.media.ffmpeg import ffmpeg_exe, run_ffmpeg
 from valor_data.media.probe import ProbeError, open_media
+from valor_data.synth import labelled
 from valor_data.synth.corpus import SynthConfig, make_corpus
 from valor_data.synth.defects import DEFECTS
 from valor_data.table import read_table

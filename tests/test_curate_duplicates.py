@@ -97,9 +97,48 @@ def test_groups_keep_one_clip_by_the_documented_rule():
     assert [o["dup_of"] for o in out] == ["d", "d", "d", None, None, None]
 
 
-def test_components_join_chains():
+def _row(clip_id: str, has_audio: bool = True, short_side: int = 360, reasons: tuple = ()) -> dict:
+    return {"clip_id": clip_id, "has_audio": has_audio, "short_side": short_side, "video_bitrate": 500_000,
+            "duration_s": 10.0, "quality_reasons": list(reasons)}
+
+
+def _same_picture_other_sound(n_sound: int) -> duplicates.Signatures:
+    """``n_sound`` clips with one picture and each its own soundtrack, then one with no audio."""
+    sounds = [rng.integers(0, 2**32, 50, dtype=np.uint64).astype(np.uint32) for _ in range(n_sound)]
+    sigs = _sigs(n_sound + 1, sounds + [np.zeros(0, np.uint32)])
+    sigs.hashes[:], sigs.tiny[:] = sigs.hashes[0], sigs.tiny[0]
+    for i in range(1, n_sound):                          # unrelated soundtracks: bit error rate ~0.5
+        assert duplicates.audio_ber(sigs.audio(0), sigs.audio(i)) > FilterConfig().dup_max_audio_ber
+    return sigs
+
+
+def test_a_clip_without_audio_does_not_chain_different_soundtracks():
+    """13 clips share a picture but not their sound, a 14th has the picture and no audio:
+    connected components made one group of 14 with one survivor."""
+    sigs = _same_picture_other_sound(13)
+    rows = [_row(f"s{i:02d}") for i in range(13)] + [_row("v", has_audio=False, short_side=720)]
+    out = duplicates.group(rows, sigs, FilterConfig())
+    assert sum(o["dup_keep"] for o in out) == 13           # every soundtrack survives
+    assert [o["dup_of"] for o in out] == [None] * 13 + ["s00"]   # the video-only copy goes, though larger
+    assert [o["dup_group"] for o in out] == [0] + [None] * 12 + [0]
+
+
+def test_a_video_only_best_clip_rejected_for_quality_leaves_the_next_best():
+    sigs = _same_picture_other_sound(2)
+    sigs.audio_words[50:100] = sigs.audio_words[:50]      # s00 and s01 now sound alike too
+    rows = [_row("s00", reasons=("black",)), _row("s01", short_side=240), _row("v", has_audio=False, short_side=720)]
+    out = duplicates.group(rows, sigs, FilterConfig())
+    assert [o["dup_of"] for o in out] == ["s01", None, "s01"]
+    assert [o["dup_keep"] for o in out] == [False, True, False]
+
+
+def test_groups_are_mutual_and_do_not_follow_chains():
+    # 0-1, 1-2 but not 0-2: 2 is not a duplicate of 0, so it is not grouped with it; 5-6 alone
     pairs = np.array([[0, 1], [1, 2], [5, 6]])
-    assert sorted(duplicates.components(8, pairs)) == [[0, 1, 2], [5, 6]]
+    assert duplicates.mutual_groups(list(range(8)), pairs) == [[0, 1], [5, 6]]
+    assert duplicates.mutual_groups([1, 0, 2, 3, 4, 5, 6, 7], pairs) == [[1, 0], [5, 6]]
+    full = np.array([[0, 1], [0, 2], [1, 2]])
+    assert duplicates.mutual_groups([2, 1, 0], full) == [[2, 1, 0]]
 
 
 def test_signatures_from_arrow_columns_pad_short_clips():

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pytest
 
 from valor_data.cli import main
-from valor_data.curate import labelled, run
+from valor_data.curate import run
 from valor_data.curate.analyze import MEASURE_SCHEMA, SIGNATURE_COLUMNS
 from valor_data.curate.config import FilterConfig
+from valor_data.synth import labelled
 from valor_data.synth.corpus import SynthConfig, make_corpus, read_truth
 from valor_data.synth.defects import DEFECTS
 from valor_data.table import read_table, write_table

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from valor_data.errors import ValorError  # noqa: E402
+from valor_data.synth.shards import SynthShards, make_synthetic_shards  # noqa: E402
 from valor_data.train import data, text  # noqa: E402
-from valor_data.train.synthetic import SynthShards, make_synthetic_shards  # noqa: E402
 
 SPEC = data.SampleSpec(frames=3, image_size=32, audio_slices=2, max_text_len=16)
 

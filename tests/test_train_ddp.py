@@ -78,7 +78,7 @@ def test_valor_data_train_under_torchrun(tmp_path):
     import sys
     from pathlib import Path
 
-    from valor_data.train.synthetic import SynthShards, make_synthetic_shards
+    from valor_data.synth.shards import SynthShards, make_synthetic_shards
 
     make_synthetic_shards(tmp_path, SynthShards(splits=(("valor32k-train", 8), ("valor32k-test", 4)), per_shard=2,
                                                 seconds=2.0, seed=1))

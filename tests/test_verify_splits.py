@@ -16,7 +16,7 @@ from valor_data.shards.verify import VerifyOptions, verify
 from valor_data.workdir import Workdir
 
 CHECKS = {"accounted", "video_disjoint", "near_duplicates", "split_sizes", "label_distribution",
-          "shards_vs_splits", "members", "checksums"}
+          "official_membership", "shards_vs_splits", "members", "checksums"}
 
 
 def failed(workdir: Workdir, **options) -> set[str]:

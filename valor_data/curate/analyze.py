@@ -109,8 +109,9 @@ def analyze_clip(clip_id: str, path: str | Path, requested_s: float | None, conf
     except FileNotFoundError as exc:
         row.update(status="missing", error=f"media not found: {exc.filename}")
     except Exception as exc:  # noqa: BLE001 - one hostile file must not stop its task: record it
-        log.exception("analysing %s (%s) failed", clip_id, path)
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("analysing %s (%s) failed: %s", clip_id, path, error)   # a row, not a traceback
+        row.update(status="error", error=error)
     if timed_out.is_set():
         row = {key: row[key] for key in ("clip_id", "path", "requested_s")}
         row.update(status="timeout", error=f"no result within {config.timeout_s:g} s")
@@ -120,20 +121,14 @@ def analyze_clip(clip_id: str, path: str | Path, requested_s: float | None, conf
 
 def measure(path: str | Path, config: FilterConfig) -> dict:
     """Metrics and signature of one media file (``probe_error`` set when it cannot be opened)."""
-    problems = Problems()
-    with libav_errors(problems):
-        try:
-            container = open_media(path, max(1.0, config.timeout_s / 4))
-        except ProbeError as exc:
-            failed = {"probe_error": exc.reason, "detail": exc.detail[:300]}
-        else:
-            failed = None
-            with container:
-                info = describe(container, path)
-                decoded = read_media(container, sample_slots(info, config), config.max_seconds, problems)
-    if failed is not None:
-        failed["size_bytes"] = Path(path).stat().st_size
-        return failed
+    try:
+        info, decoded, problems = _read(path, config, deep=False)
+        if decoded.late_stream:         # a stream came after the probe: probe the whole file, read again
+            info, decoded, problems = _read(path, config, deep=True)
+    except ProbeError as exc:
+        return {"probe_error": exc.reason, "detail": exc.detail[:300], "size_bytes": Path(path).stat().st_size}
+    if decoded.late_stream:
+        problems.add("demux: a stream appeared that even a whole-file probe did not find; read stopped there")
     thumbs = _thin(decoded.thumbs, config.frames)
     stack = np.stack(thumbs) if thumbs else np.zeros((0, THUMB_H, THUMB_W), np.uint8)
     grid = metrics.grids(stack)
@@ -150,6 +145,15 @@ def measure(path: str | Path, config: FilterConfig) -> dict:
         "frame_tiny": signature.frame_tiny(grid),
         "audio_fp": signature.audio_fingerprint(mix, decoded.sample_rate),
     }
+
+
+def _read(path: str | Path, config: FilterConfig, deep: bool) -> tuple[MediaInfo, Decoded, Problems]:
+    """Open (``ProbeError`` when not media), describe and read one file, counting libav's errors."""
+    problems = Problems()
+    with libav_errors(problems), open_media(path, max(1.0, config.timeout_s / 4), deep=deep) as container:
+        info = describe(container, path)
+        decoded = read_media(container, sample_slots(info, config), config.max_seconds, problems)
+    return info, decoded, problems
 
 
 def sample_slots(info: MediaInfo, config: FilterConfig) -> list[tuple[float, float]]:

@@ -10,9 +10,13 @@
    absolute difference <= ``dup_max_tiny_diff``) for at least ``dup_min_frames`` of the
    frames both show, and, when both have audio, their fingerprints must agree
    (bit error rate <= ``dup_max_audio_ber`` at the best offset within +-0.3 s).
-3. Group: connected components of verified pairs. One clip per group is kept, by this
-   documented rule: a clip that passes the quality checks, then the largest short side,
-   then the highest video bitrate, then the longest, then the smallest clip_id.
+3. Group, without chaining: clips are taken in keep order (a clip that passes the quality
+   checks, then one with audio, then the largest short side, then the highest video
+   bitrate, then the longest, then the smallest clip_id), and each joins the first group
+   all of whose members it was verified against, or starts one. A group is a set of mutual duplicates, so a clip that
+   lacks a modality (no audio, so no audio comparison) cannot tie together clips whose
+   sound differs. Each group keeps its first clip: the best, and one that passes the
+   quality checks whenever any member does.
 """
 
 from __future__ import annotations
@@ -151,39 +155,47 @@ def verified_pairs(sigs: Signatures, config: FilterConfig) -> np.ndarray:
     return pairs[np.asarray(keep, bool)] if len(pairs) else pairs
 
 
-def components(n: int, pairs: np.ndarray) -> list[list[int]]:
-    """Connected components (of size >= 2) of the graph given by ``pairs`` (union-find)."""
-    parent = list(range(n))
+def mutual_groups(order: list[int], pairs: np.ndarray) -> list[list[int]]:
+    """Groups (of size >= 2, best first) of clips that are all pairwise verified duplicates.
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    Clips are visited in ``order`` (best first); each joins the earliest group whose every
+    member it is paired with, or starts a new one. Deterministic for a given order.
+    """
+    neighbours: dict[int, set[int]] = {}
     for i, j in pairs.tolist():
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    groups: dict[int, list[int]] = {}
-    for i in {int(x) for x in pairs.ravel()}:
-        groups.setdefault(root(i), []).append(i)
-    return [sorted(g) for g in groups.values()]
+        neighbours.setdefault(i, set()).add(j)
+        neighbours.setdefault(j, set()).add(i)
+    groups: list[list[int]] = []
+    group_of: dict[int, int] = {}
+    for i in order:
+        near = neighbours.get(i)
+        if not near:
+            continue
+        joined = next((g for g in sorted({group_of[j] for j in near if j in group_of})
+                       if near.issuperset(groups[g])), None)
+        if joined is None:
+            joined = len(groups)
+            groups.append([])
+        groups[joined].append(i)
+        group_of[i] = joined
+    return [members for members in groups if len(members) >= 2]
 
 
 def keep_order(row: dict) -> tuple:
-    """Sort key of the keep rule (first wins): passes quality, short side, bitrate, length, clip_id."""
-    return (bool(row.get("quality_reasons")), -(row.get("short_side") or 0), -(row.get("video_bitrate") or 0),
-            -(row.get("duration_s") or 0.0), row["clip_id"])
+    """Sort key of the keep rule (first wins): passes quality, has audio, short side, bitrate, length,
+    clip_id."""
+    return (bool(row.get("quality_reasons")), row.get("has_audio") is False, -(row.get("short_side") or 0),
+            -(row.get("video_bitrate") or 0), -(row.get("duration_s") or 0.0), row["clip_id"])
 
 
 def group(rows: list[dict], sigs: Signatures, config: FilterConfig) -> list[dict]:
     """Per row: dup_group (None when unique), dup_keep, dup_of."""
     out = [{"dup_group": None, "dup_keep": True, "dup_of": None} for _ in rows]
-    found = components(len(rows), verified_pairs(sigs, config))
+    order = sorted(range(len(rows)), key=lambda i: keep_order(rows[i]))
+    found = mutual_groups(order, verified_pairs(sigs, config))
     found.sort(key=lambda members: min(rows[i]["clip_id"] for i in members))
     for number, members in enumerate(found):
-        kept = min(members, key=lambda i: keep_order(rows[i]))
+        kept = members[0]
         for i in members:
             out[i] = {"dup_group": number, "dup_keep": i == kept,
                       "dup_of": None if i == kept else rows[kept]["clip_id"]}

@@ -1,7 +1,7 @@
 """The filter stage: measure clips on a local pool or Ray, judge them, group near-duplicates.
 
 Inputs are either the fetched clips of a work dir (``manifest.parquet`` + ``fetch.parquet``,
-media at ``W/media/..``) or every media file of a folder (``media_dir``). Measuring is the
+media at ``W/media/..``) or every media file of a folder (``media_dir``, see ``folder``). Measuring is the
 expensive part and is resumable: results land in ``W/quality/tasks/`` and a rerun measures
 only clips without a result. Judging and grouping are cheap and always redone, so the
 outputs always match the current thresholds:
@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,10 +27,10 @@ import pyarrow.parquet as pq
 from valor_data.curate import checks, duplicates
 from valor_data.curate.analyze import MEASURE_SCHEMA, SIGNATURE_COLUMNS, measure_task
 from valor_data.curate.config import FilterConfig
+from valor_data.curate.folder import Skipped, folder_clips
 from valor_data.distribute import plan, read_results, run_tasks, stage_lock
 from valor_data.distribute.tasks import latest
 from valor_data.errors import ValorError
-from valor_data.ids import hashed_clip_id
 from valor_data.table import read_table, write_table
 from valor_data.workdir import Workdir
 
@@ -40,8 +39,6 @@ log = logging.getLogger(__name__)
 STAGE = "quality"
 # measured by fetch on the way in, before the re-encode hid them (fetch.parquet)
 SOURCE_COLUMNS = {"source_bits_per_pixel": pa.float64(), "source_decode_errors": pa.int32()}
-MEDIA_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".m2ts", ".mpg",
-                    ".mpeg", ".3gp", ".ogv", ".ogg", ".wmv", ".asf", ".m4a", ".mp3", ".wav", ".flac", ".opus"}
 
 
 @dataclass
@@ -55,6 +52,7 @@ class FilterSummary:
     statuses: Counter = field(default_factory=Counter)
     dup_groups: int = 0
     seconds: float = 0.0
+    skipped: Skipped = field(default_factory=Skipped)     # files of --media-dir that are not clips
 
     def lines(self) -> list[str]:
         out = [f"clips {self.clips:,}  measured now {self.measured_now:,}  keep {self.verdicts['keep']:,}  "
@@ -63,7 +61,7 @@ class FilterSummary:
         if self.reasons:
             out.append(f"  {'reason':<16}{'family':<10}{'clips':>8}")
             out += [f"  {reason:<16}{checks.family(reason):<10}{n:>8,}" for reason, n in self.reasons.most_common()]
-        return out
+        return out + self.skipped.lines()
 
 
 def fetched_clips(workdir: Workdir) -> pa.Table:
@@ -79,18 +77,6 @@ def fetched_clips(workdir: Workdir) -> pa.Table:
     paths = [str(workdir.media_path(clip_id, "mp4")) for clip_id in manifest.column("clip_id").to_pylist()]
     return pa.table({"clip_id": manifest["clip_id"], "subset": manifest["subset"], "path": pa.array(paths),
                      "requested_s": pc.subtract(manifest["end_s"], manifest["start_s"])})
-
-
-def folder_clips(media_dir: str | os.PathLike) -> pa.Table:
-    """Every media file under ``media_dir`` (by extension; the content is probed, not trusted)."""
-    root = Path(media_dir).expanduser().resolve()
-    if not root.is_dir():
-        raise ValorError(f"not a folder: {media_dir}")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
-    ids = [hashed_clip_id(f"file:{p.relative_to(root).as_posix()}", p.name) for p in paths]
-    return pa.table({"clip_id": pa.array(ids, pa.string()), "subset": pa.nulls(len(ids), pa.string()),
-                     "path": pa.array([str(p) for p in paths], pa.string()),
-                     "requested_s": pa.nulls(len(ids), pa.float64())})
 
 
 def _rows(table: pa.Table) -> Iterator[dict]:
@@ -115,7 +101,7 @@ def run_filter(workdir: Workdir, config: FilterConfig, media_dir: str | os.PathL
     """Measure what is not measured yet (``redo``: "all" | "failed"), then judge and group all."""
     started = time.monotonic()
     with stage_lock(workdir, STAGE):
-        clips = folder_clips(media_dir) if media_dir is not None else fetched_clips(workdir)
+        clips, skipped = folder_clips(media_dir) if media_dir is not None else (fetched_clips(workdir), Skipped())
         tasks = plan(_rows(clips), STAGE, workdir, measured_ids(workdir, redo), config.task_size, limit)
         measured = 0
         for result in run_tasks(measure_task, tasks, config, distributor, workers, ray_address):
@@ -124,7 +110,7 @@ def run_filter(workdir: Workdir, config: FilterConfig, media_dir: str | os.PathL
                      result["status"], measured)
         table = finalize(workdir, config, clips.column("clip_id"))
     summary = summarize(table)
-    summary.measured_now, summary.seconds = measured, time.monotonic() - started
+    summary.measured_now, summary.seconds, summary.skipped = measured, time.monotonic() - started, skipped
     return summary
 
 
@@ -191,7 +177,7 @@ def _duplicates(measured: pa.Table, reasons: list[list[str]], config: FilterConf
         return [dict(blank) for _ in range(measured.num_rows)]
     sigs = duplicates.Signatures.from_arrow(*(measured.column(c).combine_chunks() for c in SIGNATURE_COLUMNS),
                                             frames=config.frames)
-    rank = measured.select(["clip_id", "short_side", "video_bitrate", "duration_s"]).to_pylist()
+    rank = measured.select(["clip_id", "has_audio", "short_side", "video_bitrate", "duration_s"]).to_pylist()
     for row, why in zip(rank, reasons, strict=True):
         row["quality_reasons"] = why
     return duplicates.group(rank, sigs, config)

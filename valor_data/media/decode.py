@@ -56,6 +56,7 @@ class Decoded:
     audio: np.ndarray | None = None         # (channels, samples) float32 at ``sample_rate``
     sample_rate: int = 0
     problems: Problems = field(default_factory=Problems)
+    late_stream: bool = False               # a stream probing had not found appeared: reading stopped there
 
 
 @contextlib.contextmanager
@@ -117,7 +118,7 @@ def _pump(container, video, sampler, sink, out: Decoded, max_seconds: float | No
     video_index = video.index if video is not None else -1
     time_base = float(video.time_base) if video is not None and video.time_base else 0.0
     limit = None
-    for packet in container.demux(streams):
+    for packet in _packets(container, streams, out):
         size = packet.size
         if not size:
             continue
@@ -140,6 +141,21 @@ def _pump(container, video, sampler, sink, out: Decoded, max_seconds: float | No
             out.video_start_s = min(out.video_start_s, t)
             out.video_end_s = end if out.video_end_s is None else max(out.video_end_s, end)
         sampler.feed(packet, t)
+
+
+def _packets(container, streams, out: Decoded) -> Iterator:
+    """``container.demux(streams)``, ending (``out.late_stream`` set) at a packet of a stream
+    probing did not find: PyAV knows only the probed streams and raises IndexError there."""
+    packets = container.demux(streams)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except IndexError:
+            out.late_stream = True
+            return
+        yield packet
 
 
 class _FrameSampler:

@@ -17,9 +17,13 @@ import av
 from valor_data.errors import ValorError
 
 # a first, cheap open reads only the header (MP4 moov, Matroska tracks: everything is there);
-# a container whose streams stay undescribed (MPEG-TS: found by decoding) is opened again
-# with libav's defaults. Probing costs 5-10 ms per clip otherwise.
+# a container whose streams stay undescribed (MPEG-TS: found by decoding) or that shows no
+# video or no audio stream (FLV: a stream is created when its first packet comes) is opened
+# again with libav's defaults. Probing costs 5-10 ms per clip otherwise. A stream that shows
+# up later still (``decode.Decoded.late_stream``) takes a deep probe: the whole file, up to
+# DEEP_PROBE_S of media.
 _QUICK_PROBE = {"probesize": "32", "analyzeduration": "0"}
+DEEP_PROBE_S = 600.0
 _TEXT_START = (b"<", b"{", b"[")
 
 
@@ -73,16 +77,21 @@ def looks_like_text(head: bytes) -> bool:
     return bool(text) and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
-def open_media(path: str | os.PathLike, timeout_s: float = 30.0) -> av.container.InputContainer:
+def open_media(path: str | os.PathLike, timeout_s: float = 30.0, deep: bool = False) -> av.container.InputContainer:
     """Open ``path`` for reading; raise ``ProbeError`` when it is not readable media.
 
     ``timeout_s`` bounds each read: a read still waiting for data after it is abandoned
     as soon as a signal wakes the blocked system call (see ``curate.analyze.deadline``).
+    ``deep`` probes the whole file for streams (up to ``DEEP_PROBE_S`` of media).
     """
     path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:      # (a pipe or device has no size to judge)
+    size = path.stat().st_size if path.is_file() else 0     # (a pipe or device has no size to judge)
+    if path.is_file() and size == 0:
         raise ProbeError("empty_file", "the file has zero bytes")
     try:
+        if deep:
+            deep_options = {"probesize": str(max(size, 5_000_000)), "analyzeduration": str(int(DEEP_PROBE_S * 1e6))}
+            return av.open(str(path), options=deep_options, timeout=timeout_s)
         container = av.open(str(path), options=_QUICK_PROBE, timeout=timeout_s)
         if _needs_full_probe(container):
             container.close()
@@ -96,6 +105,8 @@ def open_media(path: str | os.PathLike, timeout_s: float = 30.0) -> av.container
 
 
 def _needs_full_probe(container: av.container.InputContainer) -> bool:
+    if not container.streams.video or not container.streams.audio:
+        return True             # perhaps not seen yet: 32 bytes hold no FLV packet
     for stream in container.streams:
         ctx = stream.codec_context
         if stream.type == "video" and (not ctx or not ctx.width or not ctx.height):

@@ -6,56 +6,20 @@ within tolerance. Shard checks (``verify_tars``, one sequential read of every ta
 shard samples match ``splits.parquet``, every sample has all members and they decode
 (a seeded sample per split, or all with ``full``), and shard/member checksums match
 the shard lists and ``index.parquet``. Each check passes or fails with counts and
-examples; ``Report.ok`` is their conjunction.
+examples; ``Report.ok`` is their conjunction. The shared types are in ``checks``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import pyarrow.parquet as pq
 
 from valor_data.errors import ValorError
-from valor_data.split import SPLITS_FILE, SplitConfig, SplitSummary, read_summary
+from valor_data.shards import verify_tables, verify_tars
+from valor_data.shards.checks import Check, Context, VerifyOptions
+from valor_data.split import SPLITS_FILE, SplitConfig, read_summary
 from valor_data.workdir import Workdir
-
-MAX_EXAMPLES = 5
-
-
-@dataclass
-class Check:
-    """One check's outcome."""
-
-    name: str
-    description: str
-    ok: bool = True
-    counts: dict[str, int] = field(default_factory=dict)
-    examples: list[str] = field(default_factory=list)
-    note: str = ""
-
-    def fail(self, example: str) -> None:
-        """Record a failure (the first few are kept as examples)."""
-        self.ok = False
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append(example)
-
-
-@dataclass
-class VerifyOptions:
-    full: bool = False          # decode every sample, not a seeded sample of each split
-    sample: int = 16            # samples decoded per split when not ``full``
-    splits_only: bool = False   # table checks only (no shards built yet)
-    workers: int = 2
-
-
-@dataclass
-class Context:
-    """Everything the checks read, loaded once."""
-
-    workdir: Workdir
-    cfg: SplitConfig
-    summary: SplitSummary
-    splits: object              # pa.Table: clip_id, split, reason, subset, video_id
 
 
 @dataclass
@@ -90,8 +54,6 @@ def load_context(workdir: Workdir) -> Context:
 
 def verify(workdir: Workdir, options: VerifyOptions | None = None) -> Report:
     """Run every check on ``workdir`` and return the report."""
-    from valor_data.shards import verify_tables, verify_tars
-
     options = options or VerifyOptions()
     ctx = load_context(workdir)
     checks = verify_tables.run(ctx)

@@ -8,13 +8,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from valor_data.shards.verify import Check, Context
+from valor_data.shards.checks import Check, Context
 from valor_data.split.inputs import FETCH_OK, VERDICT_KEEP, filter_reason, lookup, optional_table, positions
 from valor_data.split.labels import allowed_deviation, deviations
 from valor_data.split.leaks import recipe_pools
+from valor_data.split.official import OFFICIAL_FILE
 
 REASON_RE = re.compile(r"^(fetch:.+|filter:.+|not_in_recipe|decontaminated:same_video|"
-                       r"decontaminated:near_duplicate|duplicate|not_selected)$")
+                       r"decontaminated:near_duplicate|duplicate|not_selected|not_in_official)$")
 MAX = 5
 
 
@@ -23,7 +24,7 @@ def _allowed_splits(ctx: Context) -> dict[str, set[str]]:
     allowed = {}
     for pool in recipe_pools(ctx.cfg):
         names = set(ctx.cfg.parts) if pool.stratified else {pool.name}
-        allowed.update({s: names for s in pool.subsets})
+        allowed.update({s: names | set(ctx.cfg.official) for s in pool.subsets})
     return allowed
 
 
@@ -107,12 +108,15 @@ def accounted(ctx: Context, manifest: pa.Table, rows: pa.Table) -> Check:
 
 
 
-def video_disjoint(rows: pa.Table) -> Check:
+def video_disjoint(ctx: Context, rows: pa.Table) -> Check:
     check = Check("video_disjoint", "no source video id is in two splits")
     placed = rows.filter(pc.is_valid(rows.column("split"))).select(["video_id", "split"])
     grouped = placed.group_by("video_id").aggregate([("split", "count_distinct")])
     bad = grouped.filter(pc.greater(grouped.column("split_count_distinct"), 1)).column("video_id")
     check.counts = {"videos": grouped.num_rows, "videos_in_several_splits": len(bad)}
+    if len(bad) and len(bad) == ctx.summary.official.get("leaks"):
+        check.note = f"{len(bad):,} video(s) in two splits, as VALOR's own files place them (official membership)"
+        return check
     examples = placed.filter(pc.is_in(placed.column("video_id"), value_set=bad.slice(0, MAX).combine_chunks()))
     for row in examples.group_by("video_id").aggregate([("split", "distinct")]).to_pylist():
         check.fail(f"video {row['video_id']} is in {', '.join(sorted(row['split_distinct']))}")
@@ -146,7 +150,15 @@ def split_sizes(ctx: Context, rows: pa.Table) -> Check:
     for name in ctx.cfg.split_names:
         if sizes.get(name, 0) != ctx.summary.counts.get(name, 0):
             check.fail(f"{name}: {sizes.get(name, 0):,} clips, splits.json records {ctx.summary.counts.get(name, 0):,}")
-    if ctx.cfg.mode == "stratified":
+    if ctx.cfg.official:
+        official = ctx.summary.official.get("splits", {})
+        check.note = "official membership: " + ", ".join(f"{k} {v['in_split']:,} of {v['listed']:,} listed"
+                                                          for k, v in official.items())
+        for name in ctx.cfg.official:
+            if sizes.get(name, 0) != official.get(name, {}).get("in_split"):
+                check.fail(f"{name}: {sizes.get(name, 0):,} clips, the official files give "
+                           f"{official.get(name, {}).get('in_split')}")
+    if ctx.cfg.mode == "stratified" and not set(ctx.cfg.parts) <= set(ctx.cfg.official):
         pool = pc.is_in(rows.column("subset"), value_set=pa.array(ctx.cfg.benchmark_subsets))
         placed = pc.or_(pc.is_in(rows.column("split"), value_set=pa.array(list(ctx.cfg.parts))),
                         pc.fill_null(pc.equal(rows.column("reason"), "not_selected"), False))
@@ -161,7 +173,7 @@ def split_sizes(ctx: Context, rows: pa.Table) -> Check:
 
 def label_distribution(ctx: Context, rows: pa.Table) -> Check:
     check = Check("label_distribution", "each stratified part keeps the pool's per-class label shares")
-    if ctx.cfg.mode != "stratified":
+    if ctx.cfg.mode != "stratified" or set(ctx.cfg.parts) <= set(ctx.cfg.official):
         check.note = "published splits are kept as released: not stratified, nothing to compare"
         return check
     placed = rows.filter(pc.fill_null(pc.is_in(rows.column("split"), value_set=pa.array(list(ctx.cfg.parts))), False))
@@ -179,8 +191,30 @@ def label_distribution(ctx: Context, rows: pa.Table) -> Check:
     return check
 
 
+def official_membership(ctx: Context, rows: pa.Table) -> Check:
+    check = Check("official_membership", "each official split holds exactly its files' clips that survived")
+    path = ctx.workdir.path(OFFICIAL_FILE)
+    if not ctx.cfg.official:
+        check.note = f"no official files: membership {ctx.summary.official.get('membership', 'drawn by seeded hash')}"
+        return check
+    if not path.exists():
+        check.fail(f"{path} is missing: rerun the split")
+        return check
+    listed = pq.read_table(path, columns=["split", "clip_id", "state"])
+    members = listed.filter(pc.equal(listed.column("state"), "in_split"))
+    for name in ctx.cfg.official:
+        want = set(members.filter(pc.equal(members.column("split"), name)).column("clip_id").to_pylist())
+        have = set(rows.filter(pc.fill_null(pc.equal(rows.column("split"), name), False)).column("clip_id").to_pylist())
+        check.counts[name] = len(have)
+        for clip in sorted(have - want)[:MAX]:
+            check.fail(f"{clip} is in {name} but no official file lists it there")
+        for clip in sorted(want - have)[:MAX]:
+            check.fail(f"{clip} is listed for {name} and survived, but is not in it")
+    return check
+
+
 def run(ctx: Context) -> list[Check]:
     manifest = pq.read_table(ctx.workdir.manifest, columns=["clip_id", "subset", "video_id", "labels"])
     rows = _rows(ctx, manifest)
-    return [accounted(ctx, manifest, rows), video_disjoint(rows), near_duplicates(ctx, rows),
-            split_sizes(ctx, rows), label_distribution(ctx, rows)]
+    return [accounted(ctx, manifest, rows), video_disjoint(ctx, rows), near_duplicates(ctx, rows),
+            split_sizes(ctx, rows), label_distribution(ctx, rows), official_membership(ctx, rows)]

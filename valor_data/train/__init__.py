@@ -4,6 +4,7 @@ It knows only shard paths (a split's ``W/shards/<split>.shards.json`` or explici
 never how they were made. Modules, in data-flow order:
 
 - ``data.py``: shards -> decoded, batched samples (webdataset stages, torch DataLoader)
+- ``tars.py``: damaged tars named and counted against the shard lists; evaluation completeness
 - ``audio.py``: FLAC -> Kaldi-style log-mel filterbank (in torch) -> AST slices
 - ``video.py``: mp4 -> N frames from uniform segments (keyframe seeks when keyframes are dense)
 - ``text.py``: caption vocabularies and the BERT tokenizer
@@ -14,5 +15,6 @@ never how they were made. Modules, in data-flow order:
 - ``validate.py``: train briefly, evaluate, run the shuffled-caption control, give a verdict
 - ``config.py``: ``TrainConfig`` (the ``train:`` section of a pipeline YAML)
 - ``api.py``: what ``valor-data train`` runs (train + evaluate, evaluate a checkpoint, validate)
-- ``synthetic.py``: learnable synthetic shards in the shard format (tests, demo, bench)
+
+Learnable synthetic shards for tests and benchmarks are in ``valor_data.synth.shards``.
 """

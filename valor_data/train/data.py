@@ -1,15 +1,16 @@
 """Shards -> decoded, batched samples: webdataset stages run inside a torch DataLoader.
 
 The trainer knows only shard paths: a split's ``W/shards/<split>.shards.json`` (wids style)
-or explicit tars, globs and shard lists. Only the known members (mp4, flac, json, txt) are
-read; nothing is unpickled. Each stage is a generator; its output is written beside it::
+or explicit tars, globs and shard lists. Only the known members (mp4, flac, json, txt, and the
+pre-sampled frames and filterbank of ``presampled.py`` when build-shards wrote them) are read;
+nothing is unpickled. Each stage is a generator; its output is written beside it::
 
     shard_urls      {"url"}                                      this reader's shards (training: pass after pass)
-    tarfile_samples {"__key__", "mp4", "flac", "json", "txt"}    raw bytes per clip
+    shard_samples   {"__key__", "mp4", "flac", "json", "txt"}    raw bytes per clip (``tars``: damage named, counted)
     keep_share      the same, every k-th clip when readers outnumber shards
     swap_targets    the same plus "targets" (captions, category) of another clip (the shuffled control only)
     shuffle         the same, shuffled in a buffer (training only)
-    decode          {"key", "frames" uint8 [N, 3, S, S], "fbank" float [K, 512, 64],
+    decode          {"key", "shard", "frames" uint8 [N, 3, S, S], "fbank" float [K, 512, 64],
                      "caption", "captions", "category" (index, -1: none), "category_name", "language"}
     batches         {"key" [B], "frames" [B, N, 3, S, S], "fbank" [B, K, 512, 64],
                      "input_ids" [B, L], "attention_mask" [B, L], "captions", "category" [B], ...}
@@ -27,7 +28,6 @@ import json
 import logging
 import os
 import random
-import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from valor_data.errors import ValorError
-from valor_data.train import audio, text, video
+from valor_data.train import audio, presampled, tars, text
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,12 @@ class SampleSpec:
     audio_slices: int = 1
     slice_frames: int = 512
     max_text_len: int = 32
+    audio_rate: int = audio.SAMPLE_RATE      # the filterbank's rate (FLAC is resampled to it)
 
     @classmethod
     def of(cls, model_cfg) -> SampleSpec:
         return cls(model_cfg.frames, model_cfg.image_size, model_cfg.audio_slices, model_cfg.slice_frames,
-                   model_cfg.max_text_len)
+                   model_cfg.max_text_len, model_cfg.audio_rate)
 
 
 # -- which tars -----------------------------------------------------------------------------
@@ -117,11 +118,6 @@ def keep_share(samples: Iterator[dict], me: int, readers: int) -> Iterator[dict]
     return (s for i, s in enumerate(samples) if i % readers == me)
 
 
-def _skip(exn: Exception) -> bool:
-    log.warning("skipping a broken shard member: %r", exn)
-    return True
-
-
 def sample_targets(meta: dict, txt: bytes = b"") -> dict:
     """What a clip is trained to match: its captions (json, else the txt member) and its category."""
     captions = [c for c in meta.get("captions") or [] if c]
@@ -132,15 +128,16 @@ def sample_targets(meta: dict, txt: bytes = b"") -> dict:
 def decode_sample(sample: dict, spec: SampleSpec, rng: random.Random | None) -> dict:
     """Raw members -> frames, filterbank slices, captions and category (``rng`` None: deterministic,
     test-time). ``sample["targets"]`` (the control) replaces the clip's own captions and category."""
-    meta = json.loads(sample["json"]) if "json" in sample else {}
+    meta = parse_meta(sample["json"]) if "json" in sample else {}
     targets = sample.get("targets") or sample_targets(meta, sample.get("txt", b""))
     captions, category = targets["captions"], targets["category"]
     if not captions:
         raise ValueError("no caption")
     return {
         "key": sample["__key__"],
-        "frames": torch.from_numpy(video.decode_frames(sample["mp4"], spec.frames, spec.image_size, rng)),
-        "fbank": audio.audio_slices(audio.read_flac(sample["flac"]), spec.audio_slices, spec.slice_frames, rng),
+        "shard": sample.get("__url__", ""),
+        "frames": torch.from_numpy(presampled.frames(sample, spec, rng)),   # pre-sampled members, else mp4
+        "fbank": presampled.fbank(sample, spec, rng),                        # and FLAC
         "caption": rng.choice(captions) if rng else captions[0],
         "captions": captions,
         "category": -1 if category is None else int(category),
@@ -149,13 +146,27 @@ def decode_sample(sample: dict, spec: SampleSpec, rng: random.Random | None) -> 
     }
 
 
+def parse_meta(raw: bytes) -> dict:
+    """A clip's json member; ``ValueError`` saying what is wrong when it is not a JSON object."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:        # (UnicodeDecodeError is a ValueError)
+        raise ValueError(f"json member is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"json member is a {type(meta).__name__}, not an object")
+    return meta
+
+
 def decode(samples: Iterator[dict], spec: SampleSpec, rng: random.Random | None) -> Iterator[dict]:
-    """``decode_sample`` over a stream; clips that cannot be decoded are logged and skipped."""
+    """``decode_sample`` over a stream; clips that cannot be decoded are logged (clip and shard)
+    and skipped."""
     for sample in samples:
         try:
             yield decode_sample(sample, spec, rng)
-        except (KeyError, ValueError, RuntimeError, OSError) as exc:   # av.error.* are OSError/ValueError
-            log.warning("skipping clip %s: %s", sample.get("__key__"), exc)
+        except (KeyError, ValueError, TypeError, RuntimeError, OSError) as exc:   # av.error.*: OSError/ValueError
+            why = f"no {exc.args[0]} member" if isinstance(exc, KeyError) else str(exc)
+            log.warning("skipping clip %s of shard %s: %s", sample.get("__key__"),
+                        Path(sample.get("__url__", "?")).name, why)
 
 
 def swap_targets(samples: Iterator[dict], table: dict[str, dict]) -> Iterator[dict]:
@@ -168,6 +179,7 @@ def collate(samples: list[dict], tokenizer, max_len: int) -> dict:
     ids, mask = text.encode(tokenizer, [s["caption"] for s in samples], max_len)
     return {
         "key": [s["key"] for s in samples],
+        "shard": [s["shard"] for s in samples],
         "frames": torch.stack([s["frames"] for s in samples]),
         "fbank": torch.stack([s["fbank"] for s in samples]),
         "input_ids": ids,
@@ -200,6 +212,7 @@ class ShardStream(IterableDataset):
         self.urls, self.spec, self.tokenizer, self.batch_size = urls, spec, tokenizer, batch_size
         self.train, self.seed, self.rank, self.world = train, seed, rank, world
         self.shuffle_buffer, self.targets = shuffle_buffer, targets
+        self.expected = tars.expected_samples(urls)      # nsamples per tar, from the shard lists
 
     def __iter__(self) -> Iterator[dict]:
         import webdataset as wds
@@ -209,7 +222,7 @@ class ShardStream(IterableDataset):
         me, readers = self.rank * workers + worker, self.world * workers
         rng = random.Random(self.seed * 1_000_003 + me) if self.train else None
         stream = shard_urls(self.urls, me, readers, self.seed, self.train)
-        stream = wds.tarfile_samples(stream, handler=_skip, select_files=_known)
+        stream = tars.shard_samples(stream, self.expected, _known)
         if len(self.urls) < readers:
             stream = keep_share(stream, me, readers)
         if self.targets is not None:
@@ -221,13 +234,14 @@ class ShardStream(IterableDataset):
 
 
 def _known(name: str) -> bool:
-    return name.rsplit("/", 1)[-1].split(".", 1)[-1] in KNOWN
+    ext = name.rsplit("/", 1)[-1].split(".", 1)[-1]
+    return ext in KNOWN or presampled.is_member(ext)
 
 
-def make_loader(stream: ShardStream, workers: int, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over the stream (batches are made in the workers)."""
+def make_loader(stream: ShardStream, workers: int, pin_memory: bool = False, prefetch: int = 4) -> DataLoader:
+    """A DataLoader over the stream (batches are made in the workers, ``prefetch`` each ahead)."""
     return DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+                      persistent_workers=False, prefetch_factor=prefetch if workers else None)
 
 
 @contextlib.contextmanager
@@ -262,15 +276,14 @@ def read_targets(urls: list[str], limit: int = 0) -> dict[str, dict]:
     """Captions and category per clip (``sample_targets``) from the shards' json and txt members;
     media members are skipped over. ``limit``: stop after the tar where that many clips are read."""
     table: dict[str, dict] = {}
+    expected = tars.expected_samples(urls)
     for url in urls:
-        members: dict[str, dict[str, bytes]] = {}
-        with tarfile.open(url) as tar:
-            for member in tar:
-                key, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
-                if ext in ("json", "txt"):
-                    members.setdefault(key, {})[ext] = tar.extractfile(member).read()
-        for key, raw in members.items():
-            found = sample_targets(json.loads(raw["json"]) if "json" in raw else {}, raw.get("txt", b""))
+        for key, raw in tars.text_members(url, expected.get(url)).items():
+            try:
+                found = sample_targets(parse_meta(raw["json"]) if "json" in raw else {}, raw.get("txt", b""))
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.warning("clip %s of shard %s: %s; its captions are not used", key, Path(url).name, exc)
+                continue
             if found["captions"] or found["category"] is not None:
                 table[key] = found
         if limit and len(table) >= limit:

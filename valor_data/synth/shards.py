@@ -1,6 +1,6 @@
 """Learnable synthetic shards in the shard format, for tests, the demo and the benchmark.
 
-Clips come from ``valor_data.synth`` (a coloured shape moving over a gradient while a sound
+Clips come from ``valor_data.synth.render`` (a coloured shape moving over a gradient while a sound
 plays; the caption says which), rendered straight at a small size as H.264 yuv420p + AAC, and
 the audio written as 16 kHz mono FLAC. Samples go into ``W/shards/<split>-<000000>.tar`` with
 a wids-style ``W/shards/<split>.shards.json``: the same contract as build-shards, so the
@@ -16,14 +16,14 @@ import os
 import random
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from valor_data.ids import audioset_clip_id, valor_id
 from valor_data.media.ffmpeg import run_ffmpeg
-from valor_data.synth.content import SHAPES, random_content
+from valor_data.synth.content import COLOURS, SHAPES, SOUNDS, Content, random_content
 from valor_data.synth.render import RenderSpec, render
 from valor_data.workdir import atomic_path
 
@@ -45,12 +45,15 @@ class SynthShards:
     keyframe_s: float | None = None   # re-encode as fetch does (x264 veryfast) with a keyframe this often
     seed: int = 0
     workers: int = 0            # parallel ffmpeg processes (0: one per CPU)
+    linked_sound: bool = False  # the sound follows the shape and colour (what is seen predicts what is heard)
 
 
 def _clip(index: int, split: str, cfg: SynthShards, out: Path) -> tuple[str, dict[str, bytes]]:
     """Render clip ``index``; return (clip_id, {ext: bytes})."""
     rng = random.Random(cfg.seed * 1_000_003 + index)
     content = random_content(rng)
+    if cfg.linked_sound:
+        content = replace(content, sound=_linked_sound(content))
     ytid = "".join(rng.choice(_YTID) for _ in range(11))
     clip_id = audioset_clip_id(ytid, 0.0)
     spec = RenderSpec(content=content, duration=cfg.seconds, width=cfg.width, height=cfg.height, fps=cfg.fps,
@@ -70,6 +73,13 @@ def _clip(index: int, split: str, cfg: SynthShards, out: Path) -> tuple[str, dic
             "split": split, "quality": {}}
     return clip_id, {"mp4": media, "flac": _flac(media), "json": json.dumps(meta, ensure_ascii=False).encode(),
                      "txt": caption.encode("utf-8")}
+
+
+def _linked_sound(content: Content) -> str:
+    """One sound per shape and colour (12 pairs onto 6 sounds): video and audio correlate as they do
+    in real clips, so a clip's audio can be told from its frames."""
+    pair = sorted(SHAPES).index(content.shape) * len(COLOURS) + sorted(COLOURS).index(content.colour)
+    return sorted(SOUNDS)[pair % len(SOUNDS)]
 
 
 def with_keyframes(mp4: Path, every_s: float) -> Path:

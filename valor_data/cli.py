@@ -27,6 +27,8 @@ COMMANDS = {
     "verify-splits": "valor_data.commands.shards:verify_splits",
     "train": "valor_data.commands.train:train",
     "demo": "valor_data.commands.demo:demo",
+    "doctor": "valor_data.commands.doctor:doctor",
+    "merge": "valor_data.commands.merge:merge",
 }
 
 

@@ -122,7 +122,10 @@ def stage_lock(workdir: Workdir, stage: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = Path(path).read_text().strip() or "another process"
+            try:   # a mandatory lock (SMB on Linux >= 5.5) refuses this read: the message stays clear
+                holder = Path(path).read_text().strip() or "another process"
+            except OSError:
+                holder = "another process"
             raise ValorError(f"a {stage} run is already using {workdir.root} (pid {holder})") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "valor-bench-fetch")
     args = parser.parse_args()
     parallel = args.workers * args.threads
-    cfg = FetchConfig(workers=args.workers, threads=args.threads)
+    # loopback: no YouTube budget (pacing costs no CPU; it only spaces resolves in time)
+    cfg = FetchConfig(workers=args.workers, threads=args.threads, youtube={"videos_per_hour": 1e7, "min_gap_s": 0})
     truth = corpus(args.cache / "corpus", args.clips)
     folder = args.cache / "corpus"
     few = truth[: args.naive_clips]

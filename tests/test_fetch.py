@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from fetch_helpers import UNPACED
 
 from valor_data.cli import main
 from valor_data.distribute import stage_lock
@@ -38,7 +39,8 @@ from valor_data.workdir import Workdir
 DATA = Path(__file__).parent / "data"
 DEFECTS = {"zero_bytes": 1, "truncated": 1, "html_page": 1, "too_short": 1, "no_audio": 1}
 FAST = dict(workers=2, threads=2, task_size=2, timeout_s=2.0, retries=2, backoff_s=0.05, backoff_max_s=0.2,
-            rate_limit_wait_s=0.2, rate_limit_retries=3)
+            rate_limit_wait_s=0.2, rate_limit_retries=3, youtube=UNPACED)
+NO_BUDGET = ["--videos-per-hour", "10000000", "--min-gap", "0"]
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,8 @@ def fetched(corpus, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fetched")
     url = corpus["server"].url
     run_cli(["fetch", "audioset", "--subset", "balanced_train,eval", "-w", str(workdir), "--metadata-base-url", url,
-          "--url-template", url + "/media/{video_id}.mp4", "--workers", "2", "--task-size", "3", "--no-progress"])
+          "--url-template", url + "/media/{video_id}.mp4", "--workers", "2", "--task-size", "3", "--no-progress",
+          *NO_BUDGET])
     return Workdir(workdir)
 
 
@@ -269,6 +272,9 @@ def test_ytdlp_section_download_when_the_stream_cannot_be_cut(corpus, fetched, s
     mine = first_frame(workdir.media_path(row["clip_id"], "mp4"))
     reference = first_frame(fetched.media_path(row["clip_id"], "mp4"))
     assert np.abs(mine - reference).mean() < 1.0     # the same first frame as the one-pass cut
+    warned = json.loads(workdir.path("fetch", "progress.json").read_text())["warnings"]   # from the worker process
+    assert warned.get("Falling back on generic information extractor", 0) >= 1
+    assert any(line.endswith("Falling back on generic information extractor") for line in fetch_status(workdir))
 
 
 def test_two_stream_cut_of_youtube_shaped_formats(corpus, fetched, tmp_path):
@@ -302,7 +308,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(corpus, fetched
     workdir = Workdir.create(tmp_path / "w")
     shutil.copyfile(fetched.manifest, workdir.manifest)
     args = ["fetch", "audioset", "-w", str(workdir.root), "--workers", "2", "--threads", "1", "--task-size", "2",
-            "--no-progress"]
+            "--no-progress", *NO_BUDGET]
     log = open(tmp_path / "killed.log", "wb")
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from valor_data.cli import main; main(sys.argv[1:])",
                              *args], stdout=log, stderr=subprocess.STDOUT)
@@ -360,7 +366,8 @@ if __name__ == "__main__":
     workdir = Workdir(Path(sys.argv[1]))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(workdir.path("media"))], check=True)
     try:
-        run_fetch(workdir, FetchConfig(workers=1, threads=2, task_size=2, timeout_s=5), progress=False)
+        run_fetch(workdir, FetchConfig(workers=1, threads=2, task_size=2, timeout_s=5,
+                                       youtube={"videos_per_hour": 1e7, "min_gap_s": 0}), progress=False)
         print("finished")
     except DiskFullError as exc:
         print("DiskFullError:", exc)

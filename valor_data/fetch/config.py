@@ -8,12 +8,43 @@ Three small dataclasses: ``FetchConfig`` (output media, retries, parallelism) ho
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from valor_data.config import load_section
 from valor_data.errors import ConfigError
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_proxy(proxy: str | None, where: str) -> None:
+    """ffmpeg (``-http_proxy``) reads only through an http(s) proxy: refuse SOCKS at load time."""
+    if proxy and urlsplit(proxy if "://" in proxy else f"http://{proxy}").scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{where}: {proxy!r} is not an http(s) proxy; ffmpeg reads the streams through the same "
+                         "proxy as yt-dlp and cannot speak SOCKS: run an HTTP proxy in front of it (e.g. a local "
+                         "privoxy or gost forwarding to the SOCKS proxy) and give its http:// URL")
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """One YouTube identity: a proxy, a cookies file and a source address, with its own budget."""
+
+    name: str
+    proxy: str | None = None               # http(s) proxy for yt-dlp and ffmpeg alike
+    cookies_file: str | None = None        # Netscape cookies.txt, copied per process (never written)
+    source_address: str | None = None      # local IP to bind (yt-dlp ``source_address``, ffmpeg ``local_addr``)
+    videos_per_hour: float | None = None   # None: ``youtube.videos_per_hour``
+    min_gap_s: float | None = None         # None: ``youtube.min_gap_s``
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
+            raise ValueError(f"identity name {self.name!r} must be 1-64 of [A-Za-z0-9_-]")
+        check_proxy(self.proxy, f"identity {self.name!r}")
+        if (self.videos_per_hour is not None and self.videos_per_hour <= 0) or (self.min_gap_s or 0) < 0:
+            raise ValueError(f"identity {self.name!r}: videos_per_hour must be > 0 and min_gap_s >= 0")
 
 
 @dataclass
@@ -32,10 +63,63 @@ class YouTubeConfig:
     format_sort: list[str] = field(default_factory=list)   # yt-dlp ``format_sort`` (section fallback)
     extractor_args: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     section_fallback: bool = True          # use yt-dlp's section download when the one-pass cut fails
+    # JS runtimes yt-dlp may use to solve YouTube's n/signature challenges, as "name" or "name:path"
+    # (yt-dlp ``js_runtimes``; supported: deno, node, quickjs, bun; [] disables all). yt-dlp's default
+    # is deno alone: the venv's ``deno`` package provides it, the ``yt-dlp-ejs`` package the solver.
+    js_runtimes: list[str] = field(default_factory=lambda: ["deno"])
+    # what yt-dlp may download to run the solver (yt-dlp ``remote_components``: "ejs:github",
+    # "ejs:npm"); none is needed while ``yt-dlp-ejs`` is installed, and none is allowed by default
+    remote_components: list[str] = field(default_factory=list)
+    # player clients to try in turn on a 403 or no formats (yt-dlp ``extractor_args.youtube.player_client``,
+    # one client per try). Empty: one try with yt-dlp's own choice, which in yt-dlp 2026.10.26 is
+    # tv_samsung, visionos, web (no cookies, a JS runtime found), visionos (no runtime: storyboards and
+    # degraded formats only), web_embedded, tv_samsung, web (with cookies). web, web_safari, web_embedded,
+    # web_music, mweb and the tv clients need a JS runtime; android, android_vr, ios and visionos do
+    # not, but ignore cookies; web_creator needs a login.
+    player_clients: list[str] = field(default_factory=list)
+    max_available_wait_s: float = 30.0     # wait at most this for a format's ``available_at`` (else NotYetAvailable)
+    identities: list[IdentityConfig] = field(default_factory=list)   # a pool; empty: one from cookies_file/proxy
+    videos_per_hour: float | None = None   # budget per identity (None: 1,500 with cookies, 250 without)
+    min_gap_s: float = 1.0                 # at least this long between two resolves of one identity
+    block_threshold: int = 5               # blocked failures in a row that quarantine an identity
+    quarantine_s: float = 900.0            # the first quarantine; doubles with each one in a row
+    max_quarantines: int = 3               # quarantines in a row (no success between) before an identity is out
+    blocked_retries: int = 3               # blocked tries of one clip (on other identities) before it is recorded
 
     def __post_init__(self):
         if self.sleep_s < 0 or self.sleep_requests_s < 0:
             raise ValueError("youtube sleeps must be >= 0")
+        check_proxy(self.proxy, "youtube.proxy")
+        _check_solver(self)
+        self.identities = [_nested(IdentityConfig, i, "fetch.youtube.identities[]") for i in self.identities or []]
+        names = [i.name for i in self.identities]
+        if len(set(names)) != len(names):
+            raise ValueError(f"youtube.identities: names must be unique, got {names}")
+        if (self.videos_per_hour is not None and self.videos_per_hour <= 0) or self.min_gap_s < 0:
+            raise ValueError("youtube.videos_per_hour must be > 0 and youtube.min_gap_s >= 0")
+        if min(self.block_threshold, self.max_quarantines) < 1 or self.quarantine_s <= 0 or self.blocked_retries < 0:
+            raise ValueError("youtube.block_threshold and max_quarantines must be >= 1, quarantine_s > 0, "
+                             "blocked_retries >= 0")
+
+
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def _check_solver(yt: YouTubeConfig) -> None:
+    """js_runtimes, remote_components and player_clients name what the installed yt-dlp knows."""
+    from yt_dlp.extractor.youtube._base import INNERTUBE_CLIENTS
+    from yt_dlp.globals import supported_js_runtimes, supported_remote_components
+
+    runtimes = [str(r).partition(":")[0].lower() for r in yt.js_runtimes]
+    clients = ["default", "all", *(c for c in INNERTUBE_CLIENTS if not c.startswith("_"))]
+    for key, names, known in (("js_runtimes", runtimes, list(supported_js_runtimes.value)),
+                              ("remote_components", yt.remote_components, list(supported_remote_components.value)),
+                              ("player_clients", yt.player_clients, clients)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"youtube.{key}: unknown {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
+    if yt.max_available_wait_s < 0:
+        raise ValueError("youtube.max_available_wait_s must be >= 0")
 
 
 @dataclass
@@ -45,7 +129,13 @@ class HttpConfig:
     cut_from_url: bool = True              # segments: let ffmpeg seek in the URL instead of downloading
     chunk_bytes: int = 1 << 20
     max_bytes: int = 4 << 30               # refuse bigger files (a failed_permanent row)
+    min_rate_bytes_s: int = 16_384         # slower than this over a timeout_s window: a transient TooSlow
+    download_timeout_s: float = 3600.0     # one whole-file download attempt at most this long
     user_agent: str = "valor-data/0.1 (+https://github.com/valor-data)"
+
+    def __post_init__(self):
+        if self.min_rate_bytes_s < 0 or self.download_timeout_s <= 0:
+            raise ValueError("http.min_rate_bytes_s must be >= 0 and http.download_timeout_s > 0")
 
 
 @dataclass
@@ -56,6 +146,7 @@ class FetchConfig:
     max_fps: float | None = None           # cap the frame rate (None: keep the source's)
     audio_rate: int = 16000                # FLAC sample rate (the audio encoder's)
     audio_channels: int = 1
+    mp4_audio_rate: int = 48000            # the MP4's AAC rate (its channels: the source's, at most 2)
     crf: int = 23
     preset: str = "veryfast"
     keyframe_interval_s: float | None = 1.0   # a keyframe every second (None: the encoder's default)
@@ -90,6 +181,8 @@ class FetchConfig:
             raise ValueError("task_size and threads must be >= 1; workers and retries >= 0")
         if self.timeout_s <= 0 or self.clip_timeout_s <= 0:
             raise ValueError("timeouts must be > 0")
+        if self.mp4_audio_rate not in AAC_RATES:
+            raise ValueError(f"mp4_audio_rate must be an AAC rate ({', '.join(map(str, AAC_RATES))})")
 
 
 def _nested(cls: type, value: Any, section: str):

@@ -102,3 +102,10 @@ def select_formats(info: dict, cfg: YouTubeConfig, max_short_side: int,
     if best_video is not None or best_audio is not None:
         return Selection(best_video, best_audio)
     return None
+
+
+def available_at(selection: Selection) -> float | None:
+    """When the selected formats may be read: yt-dlp's ``available_at`` (Unix seconds; YouTube's
+    pre-roll ad wait), the latest of the selection's; None when no format carries one."""
+    times = [f.get("available_at") for f in (selection.video, selection.audio) if f and f.get("available_at")]
+    return float(max(times)) if times else None

@@ -122,21 +122,21 @@ class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
 
 
 class _HttpHandler(urllib.request.HTTPHandler):
-    def __init__(self, watchdog: _Watchdog):
+    def __init__(self, watchdog: _Watchdog, source_address: str | None = None):
         super().__init__()
-        self._watchdog = watchdog
+        self._watchdog, self._bind = watchdog, (source_address, 0) if source_address else None
 
     def http_open(self, req):
-        return self.do_open(functools.partial(_WatchedHTTP, watchdog=self._watchdog), req)
+        return self.do_open(functools.partial(_WatchedHTTP, watchdog=self._watchdog, source_address=self._bind), req)
 
 
 class _HttpsHandler(urllib.request.HTTPSHandler):
-    def __init__(self, watchdog: _Watchdog):
+    def __init__(self, watchdog: _Watchdog, source_address: str | None = None):
         super().__init__()
-        self._watchdog = watchdog
+        self._watchdog, self._bind = watchdog, (source_address, 0) if source_address else None
 
     def https_open(self, req):
-        return self.do_open(functools.partial(_WatchedHTTPS, watchdog=self._watchdog), req)
+        return self.do_open(functools.partial(_WatchedHTTPS, watchdog=self._watchdog, source_address=self._bind), req)
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -157,13 +157,15 @@ def check_url(url: str) -> None:
 
 
 def _open(url: str, cfg: FetchConfig, watchdog: _Watchdog, headers: dict[str, str] | None = None,
-          proxy: str | None = None):
-    """The response to a GET of ``url`` (its headers read, through ``proxy`` when given), or a FetchFailure."""
+          proxy: str | None = None, source_address: str | None = None):
+    """The response to a GET of ``url`` (its headers read; through ``proxy``, from ``source_address``
+    when given), or a FetchFailure."""
     if not url.lower().startswith(("http://", "https://")):
         raise permanent("BadUrl", f"not an http(s) URL: {url[:80]}")
     check_url(url)
     request = urllib.request.Request(url, headers={"User-Agent": cfg.http.user_agent, **(headers or {})})
-    opener = urllib.request.build_opener(_HttpOnlyRedirects(), _HttpHandler(watchdog), _HttpsHandler(watchdog),
+    opener = urllib.request.build_opener(_HttpOnlyRedirects(), _HttpHandler(watchdog, source_address),
+                                         _HttpsHandler(watchdog, source_address),
                                          *([urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []))
     try:
         return opener.open(request, timeout=cfg.timeout_s)
@@ -198,12 +200,13 @@ def _not_media(content_type: str | None, head: bytes, url: str) -> FetchFailure 
     return None
 
 
-def preflight(url: str, cfg: FetchConfig, headers: dict[str, str] | None = None, proxy: str | None = None) -> bool:
+def preflight(url: str, cfg: FetchConfig, headers: dict[str, str] | None = None, proxy: str | None = None,
+              source_address: str | None = None) -> bool:
     """Ask for the first KiB of ``url`` (within ``timeout_s``); raise the precise FetchFailure
     when it is not media that ffmpeg could read (an HTTP error, a page, an empty or too large file);
     return whether the server honoured the Range (whether ffmpeg can seek in the URL)."""
     with _Watchdog(cfg.timeout_s) as watchdog:
-        response = _open(url, cfg, watchdog, {**(headers or {}), "Range": "bytes=0-1023"}, proxy)
+        response = _open(url, cfg, watchdog, {**(headers or {}), "Range": "bytes=0-1023"}, proxy, source_address)
         with response:
             if response.status == 416:
                 if (response.headers.get("Content-Range") or "").endswith("/0"):
@@ -227,12 +230,13 @@ def preflight(url: str, cfg: FetchConfig, headers: dict[str, str] | None = None,
 
 
 def diagnose(url: str, cfg: FetchConfig, headers: dict[str, str] | None = None,
-             proxy: str | None = None) -> FetchFailure | None:
-    """Why ffmpeg could not read ``url`` (asked through ``proxy``, as ffmpeg read it): a precise
+             proxy: str | None = None, source_address: str | None = None) -> FetchFailure | None:
+    """Why ffmpeg could not read ``url`` (asked through ``proxy``, from ``source_address``, as ffmpeg
+    read it): a precise
     failure, or None when the URL looks like media (its size is no reason: a long stream may be
     larger than ``http.max_bytes``)."""
     try:
-        preflight(url, cfg, headers, proxy)
+        preflight(url, cfg, headers, proxy, source_address)
     except FetchFailure as failure:
         return None if failure.error_class == "TooLarge" else failure
     return None

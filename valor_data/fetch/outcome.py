@@ -3,8 +3,18 @@
 Statuses (the ``status`` column of ``fetch.parquet``):
 
 - ``ok``: both files written and checked.
-- ``unavailable``: removed, private, region-blocked, age- or member-gated: permanent, never retried.
-- ``rate_limited``: 429 or "confirm you're not a bot": every worker backs off; rerun with --retry-failed.
+- ``unavailable``: what the video itself says: private, removed, terminated account, copyright,
+  region-blocked, age- or member-gated: permanent, never retried.
+- ``rate_limited``: HTTP 429 or "This content isn't available, try again later" (yt-dlp calls it a
+  rate limit of up to an hour): every worker backs off; rerun with --retry-failed.
+- ``blocked``: the session (IP, cookies, player client, JS challenge solver) is refused, not the clip:
+  "Sign in to confirm you're not a bot" and captchas (``BotCheck``: YouTube asks this of the session,
+  whatever the video, so it is a block, not a rate limit), "All player responses are invalid. Your IP
+  is likely being blocked" (``IpBlocked``), "Video unavailable. This content isn't available." with
+  no clip-level reason (``ContentRefused``), a bare "This video is not available" from a fallback
+  client (``ClientRefused``: made-for-kids videos), "Requested format is not available" from YouTube,
+  i.e. storyboards only after failed n/sig challenge solving (``NoFormats``), and a 403 from a
+  googlevideo.com stream (``HTTP403``). Retryable: rerun with --retry-failed once the session works.
 - ``failed_transient``: timeouts, resets, 5xx: retried with backoff up to a budget, then recorded.
 - ``failed_permanent``: 404, an HTML page or an empty file instead of media, undecodable media.
 
@@ -24,11 +34,21 @@ from valor_data.errors import ValorError
 OK = "ok"
 UNAVAILABLE = "unavailable"
 RATE_LIMITED = "rate_limited"
+BLOCKED = "blocked"
 TRANSIENT = "failed_transient"
 PERMANENT = "failed_permanent"
-STATUSES = (OK, UNAVAILABLE, RATE_LIMITED, TRANSIENT, PERMANENT)
-RETRYABLE = (TRANSIENT, RATE_LIMITED)          # what --retry-failed runs again
+STATUSES = (OK, UNAVAILABLE, RATE_LIMITED, BLOCKED, TRANSIENT, PERMANENT)
+RETRYABLE = (TRANSIENT, RATE_LIMITED, BLOCKED)        # what a bare --retry-failed runs again
+# the error classes fetch records (besides any HTTP<code>); --retry-failed accepts these by name
+ERROR_CLASSES = (
+    "BadChecksum", "BadClipId", "BadConfig", "BadMedia", "BadOutput", "BadRange", "BadUrl", "BotCheck",
+    "ChecksumMismatch", "ClientRefused", "ContentRefused", "EmptyFile", "Extractor", "FFmpeg", "FileNotFound",
+    "FileUrlRefused", "HtmlPage", "HTTP5xx", "IpBlocked", "Network", "NoFormats", "NoStreams", "NotYetAvailable",
+    "RateLimited", "SectionDownload", "SegmentAfterEnd", "ShortOutput", "Timeout", "TooLarge", "TooSlow", "Truncated",
+    "Unavailable",
+)
 
+WARNINGS_KEY = b"valor.ytdlp_warnings"   # a task table's metadata: {short form: count} yt-dlp warned of
 FETCH_SCHEMA = pa.schema([
     pa.field("clip_id", pa.string(), nullable=False),
     pa.field("status", pa.string(), nullable=False),
@@ -39,6 +59,7 @@ FETCH_SCHEMA = pa.schema([
     pa.field("seconds", pa.float64()),         # wall time spent on the clip, all attempts
     pa.field("method", pa.string()),           # cut | section | download | file
     pa.field("formats", pa.string()),          # chosen formats, e.g. "134+140" or "mp4"
+    pa.field("client", pa.string()),           # the yt-dlp player client that gave them (null: yt-dlp's default)
     pa.field("duration_s", pa.float64()),      # measured duration of the output
     pa.field("source_duration_s", pa.float64()),
     pa.field("has_video", pa.bool_()),
@@ -70,6 +91,15 @@ def transient(error_class: str, message: str) -> FetchFailure:
 
 def permanent(error_class: str, message: str) -> FetchFailure:
     return FetchFailure(PERMANENT, error_class, message)
+
+
+def blocked(error_class: str, message: str) -> FetchFailure:
+    return FetchFailure(BLOCKED, error_class, message)
+
+
+def is_error_class(name: str) -> bool:
+    """True for a class fetch records: one of ``ERROR_CLASSES`` or ``HTTP<3 digits>``."""
+    return name in ERROR_CLASSES or re.fullmatch(r"HTTP\d{3}", name) is not None
 
 
 def from_http_status(code: int, message: str, retry_after: float | None = None) -> FetchFailure:
@@ -126,12 +156,16 @@ _FFMPEG_RULES = [
      PERMANENT, "BadMedia"),
 ]
 _DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded")
+_HTTP_403 = re.compile(r"Server returned 403|HTTP error 403")
 
 
 def from_ffmpeg(stderr: str, returncode: int | None, where: str = "the work dir") -> FetchFailure:
     """Classify a failed ffmpeg run by its stderr; a full disk raises ``DiskFullError``."""
     if _DISK_FULL.search(stderr):
         raise disk_full(where)
+    forbidden = _HTTP_403.search(stderr)
+    if forbidden and "googlevideo.com" in stderr:   # ffmpeg names its input URL: a YouTube stream refused us
+        return blocked("HTTP403", f"ffmpeg: {_line_of(stderr, forbidden.start())} (a googlevideo.com stream)")
     for pattern, status, error_class in _FFMPEG_RULES:
         match = pattern.search(stderr)
         if not match:

@@ -2,9 +2,10 @@
 
 ``run_fetch`` is what ``valor-data fetch`` calls. It holds the ``fetch`` stage lock for
 the whole run, removes temps a killed run left, plans tasks over the manifest rows not
-finished yet (``--retry-failed``: also rerun failed_transient and rate_limited), runs
-them on a local pool or Ray, and merges the task tables into ``W/fetch.parquet``. It
-keeps ``W/fetch/progress.json`` current so ``fetch_status`` can report on a run in flight.
+finished yet (``--retry-failed``: also rerun the retryable statuses, or exactly the statuses
+and error classes named), runs them on a local pool or Ray, and merges the task tables into
+``W/fetch.parquet``. It keeps ``W/fetch/progress.json`` current (counts, and the yt-dlp
+warnings each task table records) so ``fetch_status`` can report on a run in flight.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -24,10 +25,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from valor_data.distribute import collect, finished, plan, read_results, run_tasks, stage_lock
-from valor_data.distribute.tasks import latest
-from valor_data.errors import ValorError
+from valor_data.distribute.tasks import latest, task_dir
+from valor_data.errors import ConfigError, ValorError
+from valor_data.fetch import identity
+from valor_data.fetch import plan as fetch_plan
 from valor_data.fetch.config import FetchConfig
-from valor_data.fetch.outcome import RETRYABLE, STATUSES, DiskFullError, disk_full, is_disk_full
+from valor_data.fetch.identity import BlockedError
+from valor_data.fetch.jsc import require_solver
+from valor_data.fetch.outcome import (
+    ERROR_CLASSES,
+    OK,
+    RETRYABLE,
+    STATUSES,
+    WARNINGS_KEY,
+    DiskFullError,
+    disk_full,
+    is_disk_full,
+    is_error_class,
+)
+from valor_data.fetch.scope import Scope
 from valor_data.fetch.store import MediaStore
 from valor_data.fetch.worker import fetch_task
 from valor_data.workdir import Workdir, atomic_path
@@ -47,6 +63,8 @@ class FetchSummary:
     total: Counter = field(default_factory=Counter)      # latest status of every clip fetched so far
     manifest_clips: int = 0
     seconds: float = 0.0
+    identities: dict = field(default_factory=dict)      # per identity: resolves, waits, blocks (identity.counters)
+    warnings: Counter = field(default_factory=Counter)   # yt-dlp warnings of this run, by short form
 
     @property
     def rate(self) -> float:
@@ -60,7 +78,10 @@ class FetchSummary:
             out.append(f"{status:<18}{self.run.get(status, 0):>10,}{self.total.get(status, 0):>11,}")
         pending = self.manifest_clips - sum(self.total.values())
         out.append(f"{'not fetched yet':<18}{'':>10}{pending:>11,}")
-        return out
+        if self.warnings:
+            top = ", ".join(f"{key} ({count:,})" for key, count in self.warnings.most_common(3))
+            out.append(f"yt-dlp warnings: {sum(self.warnings.values()):,}; most often: {top}")
+        return out + identity.describe(self.identities)
 
 
 def manifest_rows(path: os.PathLike, batch_size: int = 8192) -> Iterator[dict]:
@@ -80,21 +101,33 @@ def _todo(path: os.PathLike, done: set[str], limit: int | None) -> tuple[int, in
     return (min(remaining, limit) if limit is not None else remaining), len(ids)
 
 
-def run_fetch(workdir: Workdir, cfg: FetchConfig, limit: int | None = None, retry_failed: bool = False,
-              distributor: str = "local", ray_address: str | None = None, progress: bool = True) -> FetchSummary:
-    """Fetch every unfinished clip of ``W/manifest.parquet``; return the summary."""
+def run_fetch(workdir: Workdir, cfg: FetchConfig, limit: int | None = None, retry_failed: bool | str = False,
+              distributor: str = "local", ray_address: str | None = None, progress: bool = True,
+              scope: Scope | None = None, preflight: bool = True) -> FetchSummary:
+    """Fetch every unfinished clip of ``W/manifest.parquet`` in ``scope``; return the summary.
+
+    ``preflight``: refuse YouTube clips when yt-dlp's JS challenge solver does not run here."""
     if not workdir.manifest.exists():
         raise ValorError(f"{workdir.manifest} does not exist: build the manifest first (valor-data manifest ...)")
     with stage_lock(workdir, STAGE):
         MediaStore(workdir, cfg.media_url).clean_stale()
-        done = finished(workdir, STAGE, (lambda r: r["status"] in RETRYABLE) if retry_failed else None)
-        planned, total = _todo(workdir.manifest, done, limit)
-        summary = FetchSummary(planned=planned, manifest_clips=total)
-        tasks = plan(manifest_rows(workdir.manifest), STAGE, workdir, done, cfg.task_size, limit)
+        identity.reset(workdir, cfg)
+        done = finished(workdir, STAGE, redo_filter(workdir, retry_failed))
+        outside = scope.excluded(workdir.manifest) if scope is not None else set()
+        if preflight:
+            require_solver(workdir.manifest, done | outside, cfg)
+        planned, total = _todo(workdir.manifest, done | outside, limit)
+        cfg = fetch_plan.sized(cfg, *fetch_plan.left(workdir.manifest, done | outside, limit))
+        summary = FetchSummary(planned=planned, manifest_clips=total - len(outside - done))
+        tasks = plan(manifest_rows(workdir.manifest), STAGE, workdir, done | outside, cfg.task_size, limit)
         started = time.time()
         _progress(workdir, summary, started, "running")
         try:
             _drive(tasks, cfg, distributor, ray_address, summary, workdir, started, progress)
+        except BlockedError as exc:       # every identity blocked for good: no clip recorded for it
+            summary.identities = identity.counters(workdir, cfg)
+            _finish(workdir, summary, started, "stopped", str(exc).splitlines()[0])
+            raise BlockedError(str(exc).splitlines()[0]) from None
         except (DiskFullError, OSError) as exc:
             if not isinstance(exc, DiskFullError) and not is_disk_full(exc):
                 raise
@@ -102,9 +135,56 @@ def run_fetch(workdir: Workdir, cfg: FetchConfig, limit: int | None = None, retr
             error = cause if isinstance(cause, DiskFullError) else disk_full(str(workdir.root))
             _finish(workdir, summary, started, "stopped", str(error).splitlines()[0])
             raise DiskFullError(str(error).splitlines()[0]) from None
+        finally:
+            identity.remove_copies(workdir)
+        summary.identities = identity.counters(workdir, cfg)
         _finish(workdir, summary, started, "finished")
         MediaStore(workdir, cfg.media_url).clean_stale()   # also what a killed run's stragglers wrote late
     return summary
+
+
+def plan_fetch(workdir: Workdir, cfg: FetchConfig, limit: int | None = None, retry_failed: bool | str = False,
+               scope: Scope | None = None) -> list[str]:
+    """What ``run_fetch`` with these arguments would do (``valor-data fetch --plan``), fetching nothing."""
+    if not workdir.manifest.exists():
+        raise ValorError(f"{workdir.manifest} does not exist: build the manifest first (valor-data manifest ...)")
+    done = finished(workdir, STAGE, redo_filter(workdir, retry_failed))
+    skip = done | (scope.excluded(workdir.manifest) if scope is not None else set())
+    return fetch_plan.lines(workdir, cfg, skip, limit, _todo(workdir.manifest, skip, limit)[1])
+
+
+def redo_filter(workdir: Workdir, retry_failed: bool | str) -> Callable[[dict], bool] | None:
+    """Which finished clips ``--retry-failed`` runs again: none (False), the retryable statuses (True
+    or "default"), or exactly the statuses and error classes named ("blocked,rate_limited", "NoFormats")."""
+    if not retry_failed:
+        return None
+    default = retry_failed is True or retry_failed == "default"
+    names = set(RETRYABLE) if default else {n.strip() for n in str(retry_failed).split(",") if n.strip()}
+    statuses, classes = names & set(STATUSES), names - set(STATUSES)
+    recorded = _recorded_classes(workdir) if classes else set()
+    unknown = sorted(n for n in classes if not is_error_class(n) and n not in recorded)
+    if unknown or OK in names or not names:
+        raise ConfigError(
+            f"--retry-failed: {'unknown ' + ', '.join(unknown) if unknown else 'nothing to rerun in ' + repr(retry_failed)}"
+            f"; name statuses ({', '.join(s for s in STATUSES if s != OK)}) or error classes "
+            f"({', '.join(sorted(set(ERROR_CLASSES) | recorded))}, HTTP<code>), comma-separated")
+    return lambda r: r["status"] != OK and (r["status"] in statuses or r.get("error_class") in classes)
+
+
+def _recorded_classes(workdir: Workdir) -> set[str]:
+    """The error classes the fetch tables of ``workdir`` hold."""
+    results = read_results(workdir, STAGE, columns=["error_class"])
+    return {c for c in results.column("error_class").unique().to_pylist() if c} if results is not None else set()
+
+
+def _task_warnings(workdir: Workdir, index: int) -> dict[str, int]:
+    """The yt-dlp warnings a finished task's table records (its footer only)."""
+    path = task_dir(workdir, STAGE) / f"task-{index:06d}.parquet"
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(WARNINGS_KEY)
+    except OSError:
+        return {}
+    return json.loads(raw) if raw else {}
 
 
 def _drive(tasks, cfg: FetchConfig, distributor: str, ray_address: str | None, summary: FetchSummary,
@@ -118,6 +198,8 @@ def _drive(tasks, cfg: FetchConfig, distributor: str, ray_address: str | None, s
             summary.seconds = time.time() - started
             bar.update(result["clips"])
             bar.set_postfix({k: v for k, v in sorted(summary.run.items())}, refresh=False)
+            summary.warnings.update(_task_warnings(workdir, result["index"]))
+            summary.identities = identity.counters(workdir, cfg)
             _progress(workdir, summary, started, "running")
 
 
@@ -140,7 +222,8 @@ def _finish(workdir: Workdir, summary: FetchSummary, started: float, state: str,
 def _progress(workdir: Workdir, summary: FetchSummary, started: float, state: str, message: str = "") -> None:
     data = {"state": state, "message": message, "pid": os.getpid(), "host": socket.gethostname(),
             "started": started, "updated": time.time(), "planned": summary.planned,
-            "done": sum(summary.run.values()), "counts": dict(summary.run)}
+            "done": sum(summary.run.values()), "counts": dict(summary.run), "identities": summary.identities,
+            "warnings": dict(summary.warnings.most_common())}
     with atomic_path(workdir.path(STAGE, "progress.json")) as tmp:
         tmp.write_text(json.dumps(data))
 
@@ -180,4 +263,8 @@ def fetch_status(workdir: Workdir) -> list[str]:
     fetched = sum(counts.values())
     lines.append(f"clips with a result: {fetched:,}" + (f" of {total:,} in the manifest" if total is not None else ""))
     lines += [f"  {status:<18}{counts.get(status, 0):>10,}" for status in STATUSES]
-    return lines
+    warned = info.get("warnings") or {}
+    if warned:
+        lines.append(f"yt-dlp warnings this run: {sum(warned.values()):,}")
+        lines += [f"  {count:>8,}  {key}" for key, count in list(warned.items())[:10]]
+    return lines + identity.describe(info.get("identities") or {})

@@ -184,6 +184,7 @@ class _Server(ThreadingHTTPServer):
         self.root = root.resolve()
         self.rules: list[_Rule] = []
         self.requests: list[tuple[str, str, str | None]] = []
+        self.times: list[float] = []          # when each request arrived (epoch s)
         self.lock = threading.Lock()
 
     def resolve(self, path: str) -> Path | None:
@@ -205,6 +206,7 @@ class _Server(ThreadingHTTPServer):
     def record(self, method: str, path: str, range_header: str | None) -> None:
         with self.lock:
             self.requests.append((method, path, range_header))
+            self.times.append(time.time())
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up (ffmpeg does after seeking) is normal; anything else is printed."""
@@ -229,6 +231,12 @@ class LoopbackServer:
         """(method, path, Range header) of every request so far."""
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def timed_requests(self) -> list[tuple[float, str, str, str | None]]:
+        """(arrival time, method, path, Range header) of every request so far."""
+        with self._server.lock:
+            return [(t, *r) for t, r in zip(self._server.times, self._server.requests, strict=True)]
 
     def add_fault(self, pattern: str, fault: Fault, times: int | None = 1) -> None:
         """Inject ``fault`` on paths matching ``pattern``, ``times`` times (None: always)."""

@@ -211,3 +211,50 @@ def test_stale_shards_are_removed_when_the_plan_shrinks(built_workdir, tmp_path)
                      "valor32k-val-000000.tar"]
     index = pq.read_table(workdir.path("shards", "index.parquet"))
     assert set(index.column("shard").to_pylist()) == set(names)
+
+
+def test_presampled_members_are_deterministic_verified_and_read(built_workdir, tmp_path):
+    """``presampled_frames``: the extra members after each sample's four, byte-identical on a rebuild,
+    accepted by verify-splits, and read by the trainer as the video path's frames (test time)."""
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from valor_data.shards.checks import VerifyOptions
+    from valor_data.shards.verify import verify
+    from valor_data.train import data, presampled, video
+
+    cfg = ShardConfig(max_bytes=SHARDS.max_bytes, workers=2, presampled_frames=3, presampled_segments=4,
+                      presampled_size=64)
+    built = []
+    for name in ("a", "b"):
+        workdir = copy_workdir(built_workdir, tmp_path / name)
+        shutil.rmtree(workdir.path("shards"))
+        build_shards(workdir, cfg)
+        built.append(workdir)
+    assert shard_hashes(built[0].root) == shard_hashes(built[1].root)
+    assert build_shards(built[0], cfg).written == 0                      # resumes: the settings are fingerprinted
+    assert build_shards(built[0], ShardConfig(max_bytes=SHARDS.max_bytes, workers=2)).skipped == 0
+    assert shard_hashes(built[0].root) == shard_hashes(built_workdir)   # off again: the plain shards' bytes
+    workdir = built[1]
+    assert verify(workdir, VerifyOptions(sample=2)).ok
+    index = pq.read_table(workdir.path("shards", "index.parquet")).to_pylist()
+    plain = pq.read_table(built_workdir / "shards" / "index.parquet").to_pylist()
+    exts = {row["member"] for row in index}
+    assert exts == {*MEMBERS, presampled.FRAMES_EXT, presampled.fbank_ext(22050)}
+    keys = {row["key"] for row in index}
+    extra = sum(r["size"] for r in index) - sum(r["size"] for r in plain)
+    print(f"pre-sampled members: {extra / len(keys):,.0f} extra bytes per sample")   # noqa: T201
+    url = str(workdir.path("shards", index[0]["shard"]))
+    spec = data.SampleSpec(frames=4, image_size=64, audio_slices=1, audio_rate=22050)
+    with tarfile.open(url) as tar:
+        sample = {m.name.split(".", 1)[1]: tar.extractfile(m).read() for m in tar if m.name.startswith(index[0]["key"])}
+    from PIL import Image
+
+    fast = presampled.frames(sample, spec, None)
+    slow = video.decode_frames(sample["mp4"], 4, 64, None)
+    for got, frame in zip(fast, slow, strict=True):       # the video path's frame, through JPEG q90
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0))).save(buffer, "JPEG", quality=90)
+        assert (np.asarray(Image.open(buffer).convert("RGB")).transpose(2, 0, 1) == got).all()

@@ -15,7 +15,7 @@ SMALL = {"vocab_size": 30, "max_text_len": 8, "text_hidden": 32, "text_layers": 
          "image_size": 32, "patch_size": 16, "frames": 2, "audio_hidden": 32, "audio_layers": 1,
          "audio_heads": 2, "audio_ffn": 64, "embed_dim": 16}
 CHECKED = ["logit_scale", "text_proj.weight", "video_proj.weight", "audio_proj.weight",
-           "token_weight.text.weight", "vision.embeddings.patch_embedding.weight",
+           "token_weight.text.2.weight", "vision.embeddings.patch_embedding.weight",
            "audio.embeddings.patch_embeddings.projection.weight", "text.bert.embeddings.word_embeddings.weight"]
 
 

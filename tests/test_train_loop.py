@@ -11,10 +11,10 @@ from test_shards_build import built_workdir  # noqa: E402, F401  (the build-shar
 
 from valor_data.cli import main  # noqa: E402
 from valor_data.errors import ValorError  # noqa: E402
+from valor_data.synth.shards import SynthShards, make_synthetic_shards  # noqa: E402
 from valor_data.train import loop, text  # noqa: E402
 from valor_data.train.api import evaluate_checkpoint  # noqa: E402
 from valor_data.train.config import TrainConfig  # noqa: E402
-from valor_data.train.synthetic import SynthShards, make_synthetic_shards  # noqa: E402
 
 SMALL = {"max_text_len": 16, "text_hidden": 32, "text_layers": 1, "text_heads": 2, "text_ffn": 64,
          "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2, "vision_ffn": 64, "image_size": 32,
@@ -45,6 +45,91 @@ def _cfg(**kw):
 
 def test_lr_schedule():
     assert [round(loop.lr_factor(s, 2, 6), 3) for s in range(7)] == [0.5, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    assert TrainConfig(steps=300).warmup == 30 and TrainConfig(steps=6).warmup == 1     # VALOR: 10 % warmup
+    assert TrainConfig(steps=300, warmup_steps=7).warmup == 7 and TrainConfig(steps=5, warmup_ratio=0.0).warmup == 0
+
+
+def test_recipes_follow_valor():
+    tiny, base = TrainConfig(), TrainConfig(preset="base")
+    assert (tiny.recipe, tiny.lr, tiny.vision_lr, tiny.audio_lr, tiny.text_lr) == ("tiny", 5e-4, 5e-4, 5e-4, 5e-4)
+    assert (base.recipe, base.lr, base.vision_lr, base.audio_lr, base.text_lr) == ("pretrain", 1e-4, 5e-7, 1e-4, 1e-4)
+    assert (base.betas, base.warmup_ratio, base.grad_clip, base.weight_decay) == ((0.9, 0.98), 0.1, 5.0, 0.01)
+    tuned = TrainConfig(preset="base", recipe="finetune", lr=3e-5)
+    assert (tuned.lr, tuned.vision_lr, tuned.audio_lr) == (3e-5, 5e-7, 3e-5)    # the CLIP rate is its own
+    with pytest.raises(ValueError, match="recipe"):
+        TrainConfig(recipe="fast")
+
+
+def test_parameter_groups_have_the_configured_rates():
+    from valor_data.train.model import VALOR, model_config
+
+    model = VALOR(model_config("tiny", {**SMALL, "vocab_size": 20}))
+    cfg = TrainConfig(preset="base", recipe="pretrain", audio_lr=3e-5)
+    optimizer, scheduler = loop.make_optimizer(model, cfg)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {f"{part}{suffix}" for part in ("text", "vision", "audio", "heads")
+                           for suffix in ("", "-no-decay")}
+    rates = {name: g["initial_lr"] for name, g in groups.items()}
+    assert rates == {"text": 1e-4, "text-no-decay": 1e-4, "vision": 5e-7, "vision-no-decay": 5e-7,
+                     "audio": 3e-5, "audio-no-decay": 3e-5, "heads": 1e-4, "heads-no-decay": 1e-4}
+    assert all(g["betas"] == (0.9, 0.98) and g["eps"] == 1e-6 for g in groups.values())
+    assert all(g["weight_decay"] == (0.0 if name.endswith("no-decay") else 0.01) for name, g in groups.items())
+    names = {id(p): n for n, p in model.named_parameters()}
+    members = {names[id(p)]: name for name, g in groups.items() for p in g["params"]}
+    assert len(members) == len(names)                                      # every parameter, once
+    assert members["vision.encoder.layers.0.mlp.fc1.weight"] == "vision"
+    assert members["audio.embeddings.patch_embeddings.projection.weight"] == "audio"
+    assert members["text.bert.encoder.layer.0.crossattention.self.query.weight"] == "text"
+    assert members["token_weight.text.0.weight"] == "heads" and members["video_frame_embedding"] == "heads"
+    assert members["video_type_embedding"] == "heads-no-decay" and members["audio.layernorm.weight"] == "audio-no-decay"
+    for _ in range(cfg.warmup):                                            # warmup: 10 % of the 300 steps
+        optimizer.step()
+        scheduler.step()
+    assert groups["vision"]["lr"] == pytest.approx(5e-7) and groups["heads"]["lr"] == pytest.approx(1e-4)
+
+
+def test_gradients_are_clipped_before_the_step():
+    layer = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    layer.weight.grad, layer.bias.grad = torch.full((3, 4), 3.0), torch.full((3,), 4.0)
+    before = layer.weight.detach().clone()
+    norm = loop.clip_and_step(layer, optimizer, 5.0)
+    assert norm.item() == pytest.approx((12 * 9 + 3 * 16) ** 0.5)              # the norm before clipping
+    clipped = torch.cat([layer.weight.grad.flatten(), layer.bias.grad]).norm().item()
+    assert clipped == pytest.approx(5.0, rel=1e-5)
+    assert torch.allclose(before - layer.weight.detach(), layer.weight.grad)   # the step used the clipped one
+    layer.weight.grad, layer.bias.grad = torch.full((3, 4), 3.0), torch.full((3,), 4.0)
+    assert loop.clip_and_step(layer, optimizer, 0.0).item() == pytest.approx(norm.item())   # 0: no clipping
+    assert layer.bias.grad.eq(4.0).all()
+
+
+@pytest.mark.slow
+def test_base_preset_trains_two_steps_on_cpu_without_the_network(workdir, tmp_path, monkeypatch):
+    """Random init (no checkpoint folders): BERT-base, CLIP ViT-B/16 and AST-base widths; two frames,
+    one audio slice and batch 1 keep it light. Any attempt to reach a non-loopback host fails the test."""
+    import socket
+
+    reached = []
+
+    def guard(original):
+        def call(self_or_host, *args, **kwargs):
+            address = args[0] if args else None
+            host = address[0] if isinstance(address, tuple) else self_or_host if isinstance(self_or_host, str) else None
+            if host not in (None, "127.0.0.1", "localhost", "::1"):
+                reached.append(host)
+                raise OSError(f"test: network access to {host}")
+            return original(self_or_host, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(socket.socket, "connect", guard(socket.socket.connect))
+    monkeypatch.setattr(socket, "getaddrinfo", guard(socket.getaddrinfo))
+    cfg = TrainConfig(preset="base", steps=2, batch_size=1, workers=0, log_every=1, shuffle_buffer=4,
+                      model={"frames": 2, "audio_slices": 1})
+    run = loop.train(workdir, cfg, tmp_path / "base")
+    assert not reached and run.step == 2 and run.model_cfg.text_hidden == 768 and run.model_cfg.image_size == 224
+    assert run.model_cfg.memory_tokens == 2 * 197 + 129
+    assert [round(r["lr"], 12) for r in run.history] == [5e-5, 0.0]           # after each step: pretrain's 1e-4 decays
+    assert all(r["grad_norm"] > 0 for r in run.history)
 
 
 def test_train_is_seeded_saves_and_resumes(workdir, tmp_path):
@@ -55,7 +140,7 @@ def test_train_is_seeded_saves_and_resumes(workdir, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2]
     assert {"loss", "mga_tv", "mga_ta", "mga_tav", "mgc_tv", "mgc_ta", "mgc_tav", "samples_per_s", "memory_gb",
-            "lr"} <= set(lines[0])
+            "lr", "grad_norm"} <= set(lines[0])
     resumed = loop.train(workdir, _cfg(steps=3), tmp_path / "a")
     assert resumed.step == 3 and len(resumed.history) == 3
     assert resumed.history[:2] == first.history
@@ -88,6 +173,17 @@ def test_vocabulary_sources(workdir, tmp_path):
     with pytest.raises(ValorError, match="vocabulary not found"):
         loop.vocabulary_and_classes(_cfg(text_init=str(given.parent / "empty")), [], tmp_path, proc)
     assert text.build_vocab(["一个红色的圆形"])[5:] == sorted("一个红色的圆形")
+
+
+def test_captions_are_cleaned_as_valor():
+    assert text.clean("A  Red, square MOVES left!  (pink-noise)") == "a red square moves left pinknoise"
+    vocab = text.build_vocab(["A red square.", "a RED circle, moving!"])
+    assert vocab[5:] == ["a", "red", "circle", "moving", "square"]                 # no punctuation tokens
+    tokenizer = text.make_tokenizer(vocab)
+    ids, mask = text.encode(tokenizer, ["A red, SQUARE!"], 42)                     # VALOR's 40 tokens + 2
+    assert ids.shape == (1, 42) and text.decode(tokenizer, ids[0].tolist()) == "a red square"
+    long_ids, _ = text.encode(tokenizer, [" ".join(["red"] * 60)], 42)
+    assert (long_ids[0] == vocab.index("red")).sum() == 40
 
 
 def test_cli_train_then_eval_only(workdir, tmp_path, capsys):

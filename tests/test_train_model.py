@@ -64,22 +64,61 @@ def test_decoder_is_causal_and_encoder_is_not(model):
     assert not torch.allclose(enc_a[:, :5], enc_b[:, :5])             # the encoder sees everything
 
 
-def test_each_group_cross_attends_to_its_modalities(model):
-    frames, fbank, ids, mask = _inputs(model.cfg)
+def test_each_group_cross_attends_to_every_token_of_its_modalities(model):
+    cfg = model.cfg
+    frames, fbank, ids, mask = _inputs(cfg)
     with torch.no_grad():
         video, audio = model.encode_video(frames), model.encode_audio(fbank)
-        assert video.shape == (2, 3, 32) and audio.shape == (2, 2, 32)
-        other_video, other_audio = video + 1.0, audio + 1.0
+        assert cfg.frame_tokens == (32 // 16) ** 2 + 1 and cfg.slice_tokens == 2 * 16 + 1   # [CLS] + patches
+        assert video.shape == (2, 3, 5, 32) and audio.shape == (2, 2, 33, 32)
+        ast = model.audio(input_values=fbank.flatten(0, 1)).last_hidden_state.view(2, 2, 34, 32)
+        assert torch.equal(audio, torch.cat([ast[:, :, :1], ast[:, :, 2:]], dim=2))    # no distillation token
         tav = model.memory(video, audio, "tav")
-        assert tav.shape == (2, 5, model.cfg.text_hidden)
-        assert torch.allclose(tav[:, :3], model.video_memory(video) + model.modality_type.weight[0])
-        assert torch.allclose(tav[:, 3:], model.audio_memory(audio) + model.modality_type.weight[1])
+        assert tav.shape == (2, cfg.memory_tokens, cfg.text_hidden) and cfg.memory_tokens == 3 * 5 + 2 * 33
+        expected_video = (video + model.video_frame_embedding[:3, None]).flatten(1, 2) + model.video_type_embedding
+        expected_audio = (audio + model.audio_frame_embedding[:2, None]).flatten(1, 2) + model.audio_type_embedding
+        assert torch.allclose(tav, torch.cat([expected_video, expected_audio], dim=1))   # same widths: no projection
+        other_video, other_audio = video + 1.0, audio + 1.0
         assert torch.equal(model.memory(video, other_audio, "tv"), model.memory(video, audio, "tv"))
         assert torch.equal(model.memory(other_video, audio, "ta"), model.memory(video, audio, "ta"))
+        assert model.memory(video, audio, "tv").shape[1] == 15 and model.memory(video, audio, "ta").shape[1] == 66
         decoded = model.run_text(ids, mask, model.memory(video, audio, "ta"))
         assert not torch.allclose(decoded, model.run_text(ids, mask, model.memory(video, other_audio, "ta")))
-        tokens = model.group_tokens(video, audio)
+        tokens = model.group_tokens(video, audio)                    # MGA: one [CLS] per frame and per slice
+        assert torch.allclose(tokens["tv"][0], model.video_proj(video[:, :, 0]))
+        assert tokens["ta"][0].shape == (2, 2, cfg.embed_dim)
         assert torch.equal(tokens["tav"][0], torch.cat([tokens["tv"][0], tokens["ta"][0]], dim=1))
+
+
+@pytest.mark.parametrize("shape", [{"vision_hidden": 48, "audio_hidden": 24, "frames": 2, "audio_slices": 3},
+                                   {"image_size": 48, "audio_patch": 16, "audio_stride": 16, "frames": 1}])
+def test_memory_length_is_frames_times_patch_tokens_plus_audio_tokens(shape):
+    cfg = model_config("tiny", {**SMALL, **shape})
+    torch.manual_seed(0)
+    model = VALOR(cfg).eval()
+    frames, fbank, _, _ = _inputs(cfg)
+    patches = (cfg.image_size // cfg.patch_size) ** 2
+    audio_patches = ((64 - cfg.audio_patch) // cfg.audio_stride + 1) * ((512 - cfg.audio_patch) // cfg.audio_stride + 1)
+    with torch.no_grad():
+        memory = model.memory(model.encode_video(frames), model.encode_audio(fbank), "tav")
+    assert memory.shape == (2, cfg.frames * (patches + 1) + cfg.audio_slices * (audio_patches + 1), cfg.text_hidden)
+    if cfg.vision_hidden != cfg.text_hidden:                       # VALOR's hidden_trans: Linear + LayerNorm
+        assert isinstance(model.video_memory[0], torch.nn.Linear) and isinstance(model.video_memory[1], torch.nn.LayerNorm)
+
+
+def test_base_shape_is_valors():
+    cfg = model_config("base")
+    assert cfg.frame_tokens == 197 and cfg.slice_tokens == 129               # ViT-B/16 at 224; AST 64x512 / 16
+    assert cfg.memory_tokens == 8 * 197 + 2 * 129 == 1834
+    assert (cfg.audio_patch, cfg.audio_stride, cfg.max_text_len, cfg.audio_rate) == (16, 16, 42, 22050)
+
+
+def test_token_weight_heads_are_two_layer_mlps(model):
+    for head in model.token_weight.values():
+        first, act, second = head
+        assert (first.in_features, first.out_features, second.out_features) == (16, 16, 1)
+        assert isinstance(act, torch.nn.ReLU)
+    assert model.text_proj.bias is None and model.video_proj.bias is None    # VALOR's Contra_head
 
 
 def test_forward_losses_and_gradients(model):

@@ -8,8 +8,8 @@ import pytest
 
 av = pytest.importorskip("av")
 
+from valor_data.synth.shards import SynthShards, make_synthetic_shards  # noqa: E402
 from valor_data.train import video  # noqa: E402
-from valor_data.train.synthetic import SynthShards, make_synthetic_shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,20 @@ from valor_data.workdir import Workdir
 @click.option("--max-bytes", type=int, help="Close a shard before it passes this many bytes.")
 @click.option("--max-samples", type=int, help="Close a shard at this many samples.")
 @click.option("--workers", type=int, help="Shards written at once.")
-def build_shards(workdir, pipeline, max_bytes, max_samples, workers):
+@click.option("--presampled-frames", type=int,
+              help="Also write K pre-sampled candidate frames per segment and the filterbank (0: off).")
+@click.option("--captions", type=click.Choice(["human", "pseudo", "both"]),
+              help="Whose captions the samples carry: the manifest's, the kept pseudo-captions, or both "
+                   "(human where a clip has them). Default: human.")
+def build_shards(workdir, pipeline, max_bytes, max_samples, workers, presampled_frames, captions):
     """Write every split's WebDataset tars, index, shard lists, caption exports and dataset card."""
     from valor_data.config import load_pipeline, load_section
     from valor_data.shards.build import build_shards as build
     from valor_data.shards.config import ShardConfig
 
     spec = load_pipeline(pipeline)
-    overrides = {"max_bytes": max_bytes, "max_samples": max_samples, "workers": workers}
+    overrides = {"max_bytes": max_bytes, "max_samples": max_samples, "workers": workers,
+                 "presampled_frames": presampled_frames, "captions": captions}
     summary = build(workdir, load_section(ShardConfig, spec, "shards", overrides), spec)
     for line in summary.lines():
         click.echo(line)

@@ -33,6 +33,9 @@ def _echo_verdict(report: dict, root) -> None:
         return
     for line in report["reasons"]:
         click.echo(line)
+    rates = report["rates"]
+    click.echo(f"error rates of this verdict: a sound dataset fails with probability {rates['sound_fails']:.1e}, "
+               f"a broken one passes with probability at most {rates['broken_passes']:.1e}")
     click.echo(f"{'PASSED' if report['passed'] else 'FAILED'}: {root / 'validation.json'}")
     if not report["passed"]:
         raise click.exceptions.Exit(1)
@@ -66,16 +69,20 @@ def _echo_result(result: dict, as_json: bool) -> None:
 @click.option("-w", "--workdir", envvar="VALOR_WORKDIR", type=click.Path(file_okay=False),
               help="Work directory with shards/ (env VALOR_WORKDIR); may also be given as WORKDIR.")
 @pipeline_option
-@click.option("--validate", is_flag=True, help="Train briefly, evaluate, run the shuffled-caption control; "
-              "write WORKDIR/validation.json; exit 1 if the data fails.")
+@click.option("--validate", is_flag=True, help="Train briefly, evaluate every modality and the captions, audio "
+              "and video controls; write WORKDIR/validation.json; exit 1 if the data fails.")
 @click.option("--eval-only", is_flag=True, help="Only evaluate --checkpoint (default WORKDIR/train/ckpt.pt).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint for --eval-only.")
 @click.option("--preset", type=click.Choice(["tiny", "base"]))
 @click.option("--steps", type=int)
 @click.option("--batch-size", type=int, help="Per process and micro-step.")
 @click.option("--grad-accum", type=int)
-@click.option("--lr", type=float)
-@click.option("--warmup-steps", type=int)
+@click.option("--recipe", type=click.Choice(["tiny", "pretrain", "finetune"]),
+              help="Optimisation as VALOR's pretraining or VALOR-32K fine-tuning (default: tiny for tiny, "
+              "pretrain for base).")
+@click.option("--lr", type=float, help="Learning rate (default: the recipe's).")
+@click.option("--warmup-ratio", type=float, help="Share of the steps with a linear warmup (VALOR: 0.1).")
+@click.option("--warmup-steps", type=int, help="An explicit warmup length instead of the ratio.")
 @click.option("--workers", type=int, help="DataLoader workers per process.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--seed", type=int)
@@ -89,7 +96,9 @@ def _echo_result(result: dict, as_json: bool) -> None:
 @click.option("--vocab", help="Local BERT vocab.txt (e.g. a Chinese one); default: built from the captions.")
 @click.option("--eval-max-samples", type=int, help="Evaluate on at most this many clips (0: all).")
 @click.option("--caption-samples", type=int, help="Clips captioned for BLEU/ROUGE/CIDEr (0: all).")
-@click.option("--beam-size", type=int, help="Beam width for captioning (1: greedy).")
+@click.option("--beam-size", type=int, help="Beam width for captioning (1: greedy; VALOR: 3).")
+@click.option("--max-caption-tokens", type=int, help="Most tokens a generated caption has (VALOR: 30).")
+@click.option("--length-penalty", type=float, help="Rank beams by log-prob / length**this (VALOR: 0, the sum).")
 @click.option("--log-every", type=int)
 @click.option("--save-every", type=int)
 @click.option("--resume/--no-resume", default=None, help="Continue from the run's checkpoint (default on).")

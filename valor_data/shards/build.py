@@ -2,7 +2,8 @@
 
 ``W/shards/`` ends up holding ``<split>-<000000>.tar`` per split, ``index.parquet``
 (one row per member: key, split, shard, member, header_offset, offset, size,
-sha256), ``<split>.shards.json`` (wids-style shard list), ``SHA256SUMS``
+sha256; with ``presampled_frames`` the pre-sampled members follow each sample's four, and
+``max_bytes`` counts the four), ``<split>.shards.json`` (wids-style shard list), ``SHA256SUMS``
 (``sha256sum -c`` format), the VALOR-style caption exports and the dataset card
 ``README.md``. Each tar is written to a temp name and renamed; ``.parts/<tar>.parquet``
 records a finished tar's members and fingerprint, so a rerun skips finished shards
@@ -11,6 +12,7 @@ and a killed build resumes to byte-identical output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -27,8 +29,8 @@ from valor_data.shards.card import write_card
 from valor_data.shards.config import ShardConfig
 from valor_data.shards.exports import write_exports
 from valor_data.shards.plan import ShardPlan, plan_split
-from valor_data.shards.samples import SampleSource, split_order
-from valor_data.shards.tarwriter import TarShardWriter
+from valor_data.shards.samples import SampleSource, presampled_fingerprint, presampled_members, split_order
+from valor_data.shards.tarwriter import BLOCK, RECORD, TarShardWriter, tar_size
 from valor_data.split import SPLITS_FILE, SplitConfig, read_summary
 from valor_data.table import write_table
 from valor_data.workdir import Workdir, atomic_path
@@ -76,7 +78,13 @@ def shards_dir(workdir: Workdir):
     return workdir.path(SHARDS_DIR)
 
 
-def _finished(plan: ShardPlan, out) -> ShardRecord | None:
+def _digest(plan: ShardPlan, cfg: ShardConfig) -> str:
+    """The plan's fingerprint, and the pre-sampling settings when they are on."""
+    extra = presampled_fingerprint(cfg.presampled())
+    return plan.digest if not extra else hashlib.sha256(f"{plan.digest}\n{extra}".encode()).hexdigest()
+
+
+def _finished(plan: ShardPlan, out, cfg: ShardConfig) -> ShardRecord | None:
     """The record of ``plan``'s tar when it is already written from the same inputs."""
     tar, part = out / plan.name, out / PARTS_DIR / f"{plan.name}.parquet"
     if not (tar.exists() and part.exists()):
@@ -85,13 +93,13 @@ def _finished(plan: ShardPlan, out) -> ShardRecord | None:
         meta = json.loads(pq.read_schema(part).metadata[b"valor"])
     except (OSError, pa.ArrowException, KeyError, TypeError, ValueError):
         return None
-    if meta.get("digest") != plan.digest or tar.stat().st_size != meta.get("filesize"):
+    if meta.get("digest") != _digest(plan, cfg) or tar.stat().st_size != meta.get("filesize"):
         return None
     return ShardRecord(plan.name, meta["nsamples"], meta["filesize"], meta["sha256"])
 
 
-def _write(plan: ShardPlan, source: SampleSource, out) -> ShardRecord:
-    rows = []
+def _write(plan: ShardPlan, source: SampleSource, out, cfg: ShardConfig) -> ShardRecord:
+    rows, settings, extra = [], cfg.presampled(), 0
     with atomic_path(out / plan.name) as tmp:
         writer = TarShardWriter(tmp)
         try:
@@ -99,20 +107,30 @@ def _write(plan: ShardPlan, source: SampleSource, out) -> ShardRecord:
                 names = sample.names()
                 members = [writer.add_file(names[0], sample.mp4), writer.add_file(names[1], sample.flac),
                            writer.add_bytes(names[2], sample.json), writer.add_bytes(names[3], sample.txt)]
-                rows += [(sample.key, plan.split, plan.name, m.name.rsplit(".", 1)[1], m.header_offset,
+                for name, data in presampled_members(sample, settings) if settings else []:
+                    members.append(writer.add_bytes(name, data))
+                    extra += tar_size([len(data)], [name])
+                rows += [(sample.key, plan.split, plan.name, m.name.split(".", 1)[1], m.header_offset,
                           m.offset, m.size, m.sha256) for m in members]
             size, sha256 = writer.close()
         except BaseException:
             writer.abort()
             raise
-        if size != plan.file_size:
-            raise ValorError(f"{plan.name}: wrote {size} bytes, planned {plan.file_size} (media changed?)")
+        planned = _file_size(plan.size + extra)      # the plan counts the four base members
+        if size != planned:
+            raise ValorError(f"{plan.name}: wrote {size} bytes, planned {planned} (media changed?)")
     record = ShardRecord(plan.name, len(plan.keys), size, sha256)
     table = pa.Table.from_pylist([dict(zip(INDEX_SCHEMA.names, r, strict=True)) for r in rows], schema=INDEX_SCHEMA)
-    meta = {"digest": plan.digest, **asdict(record)}
+    meta = {"digest": _digest(plan, cfg), **asdict(record)}
     write_table(table.replace_schema_metadata({"valor": json.dumps(meta)}), out / PARTS_DIR / f"{plan.name}.parquet")
     log.info("wrote %s (%d samples, %.1f MB)", plan.name, record.nsamples, size / 1e6)
     return record
+
+
+def _file_size(members: int) -> int:
+    """A tar's size from its members' bytes (end blocks and record padding added)."""
+    end = members + 2 * BLOCK
+    return end + (-end) % RECORD
 
 
 def _remove_stale(out, keep: set[str]) -> None:
@@ -150,7 +168,7 @@ def build_shards(workdir: Workdir, cfg: ShardConfig, pipeline: dict | None = Non
 
 
 def _build(workdir: Workdir, cfg: ShardConfig, pipeline: dict) -> BuildSummary:
-    source = SampleSource(workdir)
+    source = SampleSource(workdir, cfg.captions)
     plans = plan_all(workdir, cfg, source)
     out = shards_dir(workdir)
     (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -159,8 +177,8 @@ def _build(workdir: Workdir, cfg: ShardConfig, pipeline: dict) -> BuildSummary:
     summary = BuildSummary()
 
     def one(plan: ShardPlan) -> tuple[ShardRecord, bool]:
-        record = _finished(plan, out)
-        return (record, False) if record is not None else (_write(plan, source, out), True)
+        record = _finished(plan, out, cfg)
+        return (record, False) if record is not None else (_write(plan, source, out, cfg), True)
 
     with ThreadPoolExecutor(cfg.workers, thread_name_prefix="shard") as pool:
         results = dict(zip([p.name for p in ordered], pool.map(one, ordered), strict=True))

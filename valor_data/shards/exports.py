@@ -4,7 +4,9 @@
 when the clip has one, else the clip id; ``desc`` is the caption, or a list when a
 clip has several). ``caption_ref_<name>.json`` (every name but ``train``): a COCO
 caption file (``images``, ``annotations`` with ``image_id``/``id``/``caption``) that
-pycocoevalcap-style scorers read as the reference. Clips without captions are left out.
+pycocoevalcap-style scorers read as the reference; each annotation also carries ``video_id``,
+the key VALOR's own scorer reads (TXH-mercury/VALOR ``cococaption/pycocotools/coco.py``
+indexes ``annotations`` by ``video_id``). Clips without captions are left out.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def coco_reference(rows: list[tuple[str, list[str]]], name: str) -> dict:
     for video_id, captions in rows:
         if captions:
             images.append({"id": video_id})
-            annotations += [{"image_id": video_id, "id": len(annotations), "caption": c} for c in captions]
+            annotations += [{"image_id": video_id, "video_id": video_id, "id": len(annotations) + i, "caption": c}
+                            for i, c in enumerate(captions)]
     return {"info": {"description": f"caption reference for {name}"}, "licenses": [], "type": "captions",
             "images": images, "annotations": annotations}
 

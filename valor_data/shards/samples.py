@@ -2,7 +2,9 @@
 
 A sample is ``{key}.mp4``, ``{key}.flac``, ``{key}.json``, ``{key}.txt`` in that
 order (``MEMBERS``); the key is the clip id. The JSON holds the clip's manifest fields,
-its split and the filter's metrics (``quality``); the text is the first caption.
+its split and the filter's metrics (``quality``); the text is the first caption. With
+``shards.presampled_frames`` set, ``{key}.jpgs`` and ``{key}.fbank_<settings>.npy`` follow
+(``presampled_members``: the trainer's pre-sampled frames and filterbank).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from valor_data.workdir import Workdir
 
 MEMBERS = ("mp4", "flac", "json", "txt")
 JSON_FIELDS = ("clip_id", "valor_id", "source", "subset", "video_id", "url", "start_s", "end_s", "labels",
-               "label_names", "captions", "language", "category", "category_index")
+               "label_names", "captions", "caption_source", "language", "category", "category_index")
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,11 @@ def sample_txt(row: dict) -> bytes:
 class SampleSource:
     """Builds Samples of one work dir from the manifest, quality table and media."""
 
-    def __init__(self, workdir: Workdir):
-        self.workdir = workdir
+    def __init__(self, workdir: Workdir, captions: str = "human"):
+        from valor_data.curate.captions import kept_captions
+
+        self.workdir, self.captions = workdir, captions      # human | pseudo | both (``curate.pseudo.choose``)
+        self.pseudo = kept_captions(workdir) if captions != "human" else {}
         self.manifest = pq.read_table(workdir.manifest)
         quality = workdir.path("quality.parquet")
         self.quality = pq.read_table(quality) if quality.exists() else None
@@ -94,9 +99,39 @@ class SampleSource:
             found = self.quality.take(pc.drop_null(quality_pos)).to_pylist()
             it = iter({k: v for k, v in q.items() if k != "clip_id"} for q in found)
             quality = [next(it) if valid else None for valid in pc.is_valid(quality_pos).to_pylist()]
+        from valor_data.curate.captions import choose
+
         for key, row, metrics in zip(keys, rows, quality, strict=True):
+            row["captions"], row["caption_source"] = choose(row.get("captions"), self.pseudo.get(key), self.captions)
             mp4 = self.workdir.media_path(key, "mp4")     # checks the id; the flac sits beside it
             yield Sample(key, split, mp4, mp4.with_suffix(".flac"), sample_json(row, split, metrics), sample_txt(row))
+
+
+def presampled_members(sample: Sample, settings: dict) -> list[tuple[str, bytes]]:
+    """The pre-sampled frames and filterbank members of ``sample`` (``ShardConfig.presampled``)."""
+    from valor_data.train import presampled
+
+    frames = presampled.frames_member(sample.mp4.read_bytes(), settings["segments"], settings["frames"],
+                                      settings["size"], settings["quality"])
+    fbank = presampled.fbank_member(sample.flac.read_bytes(), settings["audio_rate"])
+    return [(f"{sample.key}.{presampled.FRAMES_EXT}", frames),
+            (f"{sample.key}.{presampled.fbank_ext(settings['audio_rate'])}", fbank)]
+
+
+def is_presampled(ext: str) -> bool:
+    """Whether a member extension is one of the optional pre-sampled members."""
+    from valor_data.train import presampled
+
+    return presampled.is_member(ext)
+
+
+def presampled_fingerprint(settings: dict | None) -> str:
+    """What the pre-sampled members depend on beyond the media (empty when off)."""
+    if settings is None:
+        return ""
+    from valor_data.train import presampled
+
+    return json.dumps({**settings, "fbank": presampled.fbank_ext(settings["audio_rate"])}, sort_keys=True)
 
 
 def split_order(keys: list[str], shuffle: bool, seed: int) -> list[str]:

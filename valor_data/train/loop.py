@@ -1,7 +1,8 @@
 """The training loop: one process on a CPU or a GPU, or one process per GPU under torchrun.
 
 Step-based (no epochs): each step takes ``grad_accum`` micro-batches from the shard stream,
-clips the gradient and steps AdamW (linear warmup, then linear decay to zero). On CUDA the
+clips the gradient norm and steps AdamW over parameter groups with their own rates (the
+recipe's: ``config.py``; linear warmup, then linear decay to zero). On CUDA the
 forward runs under bf16 autocast; under ``torchrun`` the model is wrapped in DDP and MGA
 gathers features from every rank. Every ``log_every`` steps one line goes to the log and to
 ``<run>/log.jsonl``; the checkpoint ``<run>/ckpt.pt`` is a plain dict (model, optimizer,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import math
@@ -28,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from valor_data.errors import ValorError
-from valor_data.train import data, text
+from valor_data.train import data, text, workers
 from valor_data.train.config import TrainConfig
 from valor_data.train.model import (
     GROUPS,
@@ -59,15 +61,16 @@ class Process:
         return self.rank == 0
 
 
-def setup_process(device: str = "auto") -> Process:
-    """Pick the device; join the process group when started by torchrun (nccl on GPUs, else gloo)."""
+def setup_process(device: str = "auto", timeout_s: float = 1800.0) -> Process:
+    """Pick the device; join the process group when started by torchrun (nccl on GPUs, else gloo),
+    with ``timeout_s`` as the longest any rank waits on a collective."""
     cuda = torch.cuda.is_available() and device != "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ValorError("--device cuda, but torch sees no GPU")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     if cuda:
         torch.cuda.set_device(local_rank)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -115,15 +118,39 @@ def with_labels(model_cfg: ModelConfig, tokens: list[str], classes: tuple[int, .
                                classes=tuple(model_cfg.classes or classes))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices only (not on biases, norms, embeddings, the temperature)."""
-    decay, no_decay = [], []
+ENCODERS = ("text", "vision", "audio")        # the model's BERT, CLIP and AST attributes
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups, named ``<part>`` / ``<part>-no-decay``: each pretrained encoder (``text``,
+    ``vision``, ``audio``) at its own rate, everything new (``heads``) at ``lr``; weight decay on
+    matrices and embedding tables, not on biases, norms and other vectors (VALOR: not on ``bias``
+    and ``LayerNorm``). Empty groups are left out."""
+    rates = {"text": cfg.text_lr, "vision": cfg.vision_lr, "audio": cfg.audio_lr, "heads": cfg.lr}
+    params: dict[str, list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        plain = param.ndim < 2 or "embedding" in name or name == "frame_pos"
-        (no_decay if plain else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        part = name.split(".")[0] if name.split(".")[0] in ENCODERS else "heads"
+        plain = param.ndim < 2
+        params.setdefault(part + ("-no-decay" if plain else ""), []).append(param)
+    return [{"name": key, "params": group, "lr": rates[key.split("-")[0]],
+             "weight_decay": 0.0 if key.endswith("-no-decay") else cfg.weight_decay}
+            for key, group in sorted(params.items())]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
+    """(AdamW, its LambdaLR schedule) as VALOR builds them (eps 1e-6 as ``optim/adamw.py``)."""
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    return optimizer, scheduler
+
+
+def clip_and_step(model: nn.Module, optimizer, max_norm: float) -> torch.Tensor:
+    """Clip the gradients' total norm to ``max_norm`` (0: not at all), step; the norm before clipping."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else math.inf)
+    optimizer.step()
+    return norm
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -186,10 +213,15 @@ class Interval:
 
     def __init__(self):
         self.sums, self.steps, self.samples, self.started = dict.fromkeys(LOGGED, 0.0), 0, 0, time.time()
+        self.sums["grad_norm"] = 0.0
 
     def add(self, losses: dict, samples: int, share: float) -> None:
-        self.sums = {k: self.sums[k] + losses[k].detach().float() * share for k in LOGGED}
+        self.sums.update({k: self.sums[k] + losses[k].detach().float() * share for k in LOGGED})
         self.samples += samples
+
+    def add_norm(self, norm: torch.Tensor) -> None:
+        """The step's gradient norm before clipping."""
+        self.sums["grad_norm"] = self.sums["grad_norm"] + norm.detach().float()
 
     def record(self, step: int, lr: float, temperature: float, proc: Process) -> dict:
         """The log record of this interval; a non-finite loss stops training."""
@@ -233,7 +265,7 @@ def train(root: str | os.PathLike, cfg: TrainConfig, run_dir: str | os.PathLike 
     root = Path(root)
     run_dir = Path(run_dir) if run_dir else root / "train"
     run_dir.mkdir(parents=True, exist_ok=True)
-    proc = setup_process(cfg.device)
+    proc = setup_process(cfg.device, cfg.dist_timeout_s)
     checkpoint = run_dir / "ckpt.pt"
     state = load_checkpoint(checkpoint) if cfg.resume and checkpoint.is_file() else None
     if state is None and proc.main:                   # a fresh run: a fresh log and vocabulary
@@ -242,8 +274,7 @@ def train(root: str | os.PathLike, cfg: TrainConfig, run_dir: str | os.PathLike 
     _barrier(proc)
     run, tokens, urls = prepare(root, cfg, run_dir, proc, state)
     model = run.model.to(proc.device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
+    optimizer, scheduler = make_optimizer(model, cfg)
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -263,7 +294,8 @@ def train(root: str | os.PathLike, cfg: TrainConfig, run_dir: str | os.PathLike 
     stream = data.ShardStream(urls, data.SampleSpec.of(run.model_cfg), run.tokenizer, cfg.batch_size, train=True,
                               seed=cfg.seed + run.step, rank=proc.rank, world=proc.world,
                               shuffle_buffer=cfg.shuffle_buffer, targets=targets)
-    batches = iter(data.make_loader(stream, cfg.workers, pin_memory=proc.device.type == "cuda"))
+    batches = iter(data.make_loader(stream, cfg.workers, workers.pin_memory(cfg.pin_memory, proc.device.type),
+                                    cfg.prefetch))
     with data.cpu_threads_beside(cfg.workers, proc.device):
         _loop(wrapped, run, batches, optimizer, scheduler, cfg, proc, tokens)
     return run
@@ -282,14 +314,14 @@ def _loop(wrapped: nn.Module, run: Run, batches, optimizer, scheduler, cfg: Trai
                 losses = wrapped(**batch)
             (losses["loss"] / cfg.grad_accum).backward()
             interval.add(losses, batch["input_ids"].shape[0] * proc.world, 1 / cfg.grad_accum)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        interval.add_norm(clip_and_step(model, optimizer, cfg.grad_clip))
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         run.step += 1
         interval.steps += 1
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
-            record = interval.record(run.step, scheduler.get_last_lr()[0], 1 / model.logit_scale.exp().item(), proc)
+            lr = next(g["lr"] for g in optimizer.param_groups if g["name"] == "heads")
+            record = interval.record(run.step, lr, 1 / model.logit_scale.exp().item(), proc)
             run.history.append(record)
             if proc.main:
                 _log_step(record, cfg, proc)

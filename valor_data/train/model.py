@@ -3,16 +3,25 @@
 - text: BERT. The same ``BertModel`` is the text encoder (bidirectional, no cross-attention)
   and the multimodal decoder (causal self-attention plus the cross-attention layers, which are
   the only weights the decoder does not share with the encoder).
-- vision: CLIP ViT over N sampled frames, one feature (the pooled [CLS]) per frame, plus a
-  learned temporal embedding.
-- audio: AST over 64-bin filterbank slices of 512 frames, one feature per slice.
-- MGA groups text-video, text-audio and text-audio+video (frame and slice features
-  concatenated); MGC decodes the caption while cross-attending to the group's projected
-  features, tagged with modality-type embeddings.
+- vision: CLIP ViT over N sampled frames: every token of every frame (post-layernormed, as
+  VALOR's ``VisionTransformer.forward`` in ``model/clip.py`` returns them), [B, N, 1 + P, Hv].
+- audio: AST over 64-bin filterbank slices of 512 frames, non-overlapping 16x16 patches (VALOR's
+  ``AudioEmbeddings`` in ``model/modeling.py``: kernel = stride = ``audio_patch_size`` 16), every
+  token of every slice, [B, K, 1 + P, Ha]; the distillation token of the ``transformers`` AST is
+  left out (VALOR's AST has none).
+- MGA (``model/pretrain.py`` of TXH-mercury/VALOR): each frame and each slice is its [CLS]
+  token (``pool_video_for_contra``, ``pool_audio_for_contra``) projected without bias
+  (``Contra_head``); groups text-video, text-audio and text-audio+video (frames and slices
+  concatenated); token weights from two-layer MLPs (``*_fine_weight``).
+- MGC decodes the caption while cross-attending to every frame token and every slice token
+  of the group (``get_multimodal_forward_input_video/audio``: projected to the text width
+  with a LayerNorm when the widths differ, plus a per-frame / per-slice embedding, plus a
+  modality-type embedding; ``cross_attn_type`` ``va_concate``: video tokens, then audio):
+  8 frames x 197 + 2 slices x 129 = 1,834 tokens at the ``base`` shape.
 - classification (when the training clips carry categories, as Youku-mPLUG's do): a linear
-  head over the fused clip feature (mean video token and mean audio token, concatenated),
-  trained with cross-entropy beside MGA and MGC. ``classes`` lists the category indices its
-  outputs stand for.
+  head over the fused clip feature (mean frame [CLS] and mean slice [CLS], projected and
+  concatenated), trained with cross-entropy beside MGA and MGC. ``classes`` lists the category
+  indices its outputs stand for.
 
 The shape is a ``ModelConfig``; ``PRESETS`` holds ``tiny`` (random init, a few million
 parameters, minutes on a laptop CPU) and ``base`` (BERT-base, CLIP ViT-B/16, AST-base shapes,
@@ -47,6 +56,7 @@ from valor_data.train.losses import (
 log = logging.getLogger(__name__)
 
 GROUPS = ("tv", "ta", "tav")     # text-video, text-audio, text-audio+video
+MAX_FRAMES = 32                  # rows of the frame / slice embeddings (VALOR's video_frame_embedding)
 
 
 @dataclass
@@ -59,7 +69,7 @@ class ModelConfig:
     sep_id: int = 3
     mask_id: int = 4
     unk_id: int = 1
-    max_text_len: int = 32
+    max_text_len: int = 32            # with [CLS] and [SEP] (VALOR: max_txt_len 40 -> 42)
     text_hidden: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -74,8 +84,9 @@ class ModelConfig:
     audio_slices: int = 1
     mel_bins: int = 64
     slice_frames: int = 512
-    audio_patch: int = 32             # AST patch side (base: 16)
-    audio_stride: int = 32            # AST frequency and time stride (base: 10)
+    audio_rate: int = 22050           # filterbank sample rate (VALOR's audio_22050hz)
+    audio_patch: int = 32             # AST patch side (VALOR: audio_patch_size 16)
+    audio_stride: int = 32            # AST frequency and time stride (VALOR: = the patch, no overlap)
     audio_hidden: int = 128
     audio_layers: int = 2
     audio_heads: int = 4
@@ -89,13 +100,35 @@ class ModelConfig:
     classes: tuple[int, ...] = ()     # category indices of the classification head (empty: no head)
     class_weight: float = 1.0         # total loss += class_weight * cross-entropy of the head
 
+    @property
+    def frame_tokens(self) -> int:
+        """Tokens per frame: [CLS] and the patches."""
+        return (self.image_size // self.patch_size) ** 2 + 1
 
+    @property
+    def slice_tokens(self) -> int:
+        """Tokens per filterbank slice: [CLS] and the patches (the distillation token left out)."""
+        freq = (self.mel_bins - self.audio_patch) // self.audio_stride + 1
+        time = (self.slice_frames - self.audio_patch) // self.audio_stride + 1
+        return freq * time + 1
+
+    @property
+    def memory_tokens(self) -> int:
+        """What the decoder cross-attends to for text-audio+video."""
+        return self.frames * self.frame_tokens + self.audio_slices * self.slice_tokens
+
+
+# base: VALOR's test-time shape for VALOR-32K (config/caption-valor32k.json: 8 frames, 2 audio
+# slices; pretraining and fine-tuning train on 4 frames: --model frames=4) with BERT-base,
+# CLIP ViT-B/16 and AST-base widths, pretraining's 40-token captions (fine-tuning: 30,
+# --model max_text_len=32) and dropout 0.1 (model/modeling.py base_cfg).
 PRESETS = {
     "tiny": ModelConfig(),
-    "base": ModelConfig(max_text_len=40, text_hidden=768, text_layers=12, text_heads=12, text_ffn=3072,
+    "base": ModelConfig(max_text_len=42, text_hidden=768, text_layers=12, text_heads=12, text_ffn=3072,
                         frames=8, image_size=224, patch_size=16, vision_hidden=768, vision_layers=12,
-                        vision_heads=12, vision_ffn=3072, audio_slices=2, audio_patch=16, audio_stride=10, audio_hidden=768,
-                        audio_layers=12, audio_heads=12, audio_ffn=3072, embed_dim=512, dropout=0.1),
+                        vision_heads=12, vision_ffn=3072, audio_slices=2, audio_patch=16, audio_stride=16,
+                        audio_hidden=768, audio_layers=12, audio_heads=12, audio_ffn=3072, embed_dim=512,
+                        dropout=0.1),
 }
 
 
@@ -200,6 +233,19 @@ def load_encoders(cfg: ModelConfig, text_init=None, vision_init=None, audio_init
     return text, vision, load_audio_encoder(cfg, audio_init)
 
 
+def weight_head(dim: int) -> nn.Module:
+    """Token-weight logits: VALOR's ``*_fine_weight``, Linear-ReLU-Linear (``model/pretrain.py``)."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
+
+
+def to_decoder(width: int, text_width: int) -> nn.Module:
+    """Encoder tokens to the decoder's width: VALOR's ``hidden_trans_*_multimodal`` (Linear and
+    LayerNorm, only when the widths differ)."""
+    if width == text_width:
+        return nn.Identity()
+    return nn.Sequential(nn.Linear(width, text_width), nn.LayerNorm(text_width, eps=1e-12))
+
+
 class VALOR(nn.Module):
     """Encoders, projections, the shared text encoder/decoder and the two objectives."""
 
@@ -208,30 +254,37 @@ class VALOR(nn.Module):
         super().__init__()
         if cfg.vocab_size <= 0:
             raise ConfigError("ModelConfig.vocab_size is not set (take it from the tokenizer)")
+        if max(cfg.frames, cfg.audio_slices) > MAX_FRAMES:
+            raise ConfigError(f"at most {MAX_FRAMES} frames and audio slices (frames {cfg.frames}, "
+                              f"audio_slices {cfg.audio_slices})")
         self.cfg = cfg
         self.text, self.vision, self.audio = load_encoders(cfg, text_init, vision_init, audio_init)
         ht, hv, ha, d = cfg.text_hidden, cfg.vision_hidden, cfg.audio_hidden, cfg.embed_dim
-        self.frame_pos = nn.Parameter(torch.zeros(cfg.frames, hv))        # temporal embedding
-        self.text_proj, self.video_proj, self.audio_proj = nn.Linear(ht, d), nn.Linear(hv, d), nn.Linear(ha, d)
-        self.token_weight = nn.ModuleDict({m: nn.Linear(d, 1) for m in ("text", "video", "audio")})
+        self.text_proj, self.video_proj, self.audio_proj = (nn.Linear(h, d, bias=False) for h in (ht, hv, ha))
+        self.token_weight = nn.ModuleDict({m: weight_head(d) for m in ("text", "video", "audio")})
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.temperature)))
-        self.video_memory, self.audio_memory = nn.Linear(hv, ht), nn.Linear(ha, ht)
-        self.modality_type = nn.Embedding(2, ht)                           # 0 video, 1 audio
-        nn.init.normal_(self.modality_type.weight, std=0.02)
+        self.video_memory, self.audio_memory = to_decoder(hv, ht), to_decoder(ha, ht)
+        self.video_frame_embedding = nn.Parameter(0.02 * torch.randn(MAX_FRAMES, ht))
+        self.audio_frame_embedding = nn.Parameter(0.02 * torch.randn(MAX_FRAMES, ht))
+        self.video_type_embedding = nn.Parameter(0.02 * torch.randn(ht))
+        self.audio_type_embedding = nn.Parameter(0.02 * torch.randn(ht))
         self.classifier = nn.Linear(2 * d, len(cfg.classes)) if cfg.classes else None
         self.register_buffer("class_ids", torch.tensor(list(cfg.classes), dtype=torch.long), persistent=False)
 
     # -- encoders ---------------------------------------------------------------------------
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """CLIP-normalised frames [B, N, 3, S, S] -> frame features [B, N, Hv]."""
+        """CLIP-normalised frames [B, N, 3, S, S] -> every frame's tokens [B, N, 1 + P, Hv] ([CLS] first)."""
         b, n = frames.shape[:2]
-        pooled = self.vision(pixel_values=frames.flatten(0, 1)).pooler_output
-        return pooled.view(b, n, -1) + self.frame_pos[:n]
+        hidden = self.vision(pixel_values=frames.flatten(0, 1)).last_hidden_state
+        tokens = self.vision.post_layernorm(hidden)
+        return tokens.view(b, n, *tokens.shape[1:])
 
     def encode_audio(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Filterbank slices [B, K, 512, 64] -> slice features [B, K, Ha]."""
+        """Filterbank slices [B, K, 512, 64] -> every slice's tokens [B, K, 1 + P, Ha] ([CLS] first)."""
         b, k = fbank.shape[:2]
-        return self.audio(input_values=fbank.flatten(0, 1)).pooler_output.view(b, k, -1)
+        hidden = self.audio(input_values=fbank.flatten(0, 1)).last_hidden_state
+        tokens = torch.cat([hidden[:, :1], hidden[:, 2:]], dim=1)          # without the distillation token
+        return tokens.view(b, k, *tokens.shape[1:])
 
     def run_text(self, ids: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         """BERT over ``ids`` [B, L] -> [B, L, Ht]: the bidirectional text encoder, or (given
@@ -250,8 +303,9 @@ class VALOR(nn.Module):
         return tokens, self.token_weight["text"](tokens).squeeze(-1)
 
     def group_tokens(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Per group: modality tokens [B, n, D] and weight logits [B, n] (audio+video concatenated)."""
-        v, a = self.video_proj(video), self.audio_proj(audio)
+        """Per group: modality tokens [B, n, D] (one per frame / slice: its [CLS]) and weight
+        logits [B, n] (audio+video concatenated)."""
+        v, a = self.video_proj(video[:, :, 0]), self.audio_proj(audio[:, :, 0])
         vw, aw = self.token_weight["video"](v).squeeze(-1), self.token_weight["audio"](a).squeeze(-1)
         return {"tv": (v, vw), "ta": (a, aw), "tav": (torch.cat([v, a], 1), torch.cat([vw, aw], 1))}
 
@@ -263,8 +317,8 @@ class VALOR(nn.Module):
 
     # -- classification ---------------------------------------------------------------------
     def classify(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """Class logits [B, C] from frame [B, N, Hv] and slice [B, K, Ha] features."""
-        fused = torch.cat([self.video_proj(video).mean(1), self.audio_proj(audio).mean(1)], dim=-1)
+        """Class logits [B, C] from frame [B, N, T, Hv] and slice [B, K, T, Ha] tokens."""
+        fused = torch.cat([self.video_proj(video[:, :, 0]).mean(1), self.audio_proj(audio[:, :, 0]).mean(1)], dim=-1)
         return self.classifier(fused)
 
     def class_targets(self, category: torch.Tensor) -> torch.Tensor:
@@ -274,12 +328,13 @@ class VALOR(nn.Module):
 
     # -- MGC --------------------------------------------------------------------------------
     def memory(self, video: torch.Tensor, audio: torch.Tensor, group: str) -> torch.Tensor:
-        """What the decoder cross-attends to for ``group``: [B, n, Ht] with modality types."""
+        """What the decoder cross-attends to for ``group``: every token of its frames and slices,
+        [B, N * T (+ K * T'), Ht], video first."""
         parts = []
         if "v" in group:
-            parts.append(self.video_memory(video) + self.modality_type.weight[0])
+            parts.append(_tagged(self.video_memory(video), self.video_frame_embedding, self.video_type_embedding))
         if "a" in group:
-            parts.append(self.audio_memory(audio) + self.modality_type.weight[1])
+            parts.append(_tagged(self.audio_memory(audio), self.audio_frame_embedding, self.audio_type_embedding))
         return torch.cat(parts, dim=1)
 
     def forward(self, frames, fbank, input_ids, attention_mask, category=None) -> dict[str, torch.Tensor]:
@@ -316,10 +371,13 @@ class VALOR(nn.Module):
         return self.text.cls(hidden[:, -1]).float().log_softmax(-1)
 
     @torch.no_grad()
-    def generate(self, memory: torch.Tensor, beam: int = 1, max_len: int | None = None) -> list[list[int]]:
-        """Caption token ids (no specials) per clip; ``beam=1`` is greedy decoding."""
+    def generate(self, memory: torch.Tensor, beam: int = 1, max_tokens: int | None = None,
+                 length_penalty: float = 0.0) -> list[list[int]]:
+        """Caption token ids (no specials) per clip; ``beam=1`` is greedy decoding. At most
+        ``max_tokens`` tokens, the closing [SEP] included (default: the training length); the
+        best beam by summed log-probability (VALOR's), or by it / length**``length_penalty``."""
         cfg = self.cfg
-        batch, k, length = memory.shape[0], beam, max_len or cfg.max_text_len
+        batch, k, length = memory.shape[0], beam, (max_tokens or cfg.max_text_len - 1) + 1
         memory = memory.repeat_interleave(k, dim=0)
         seqs = torch.full((batch * k, 1), cfg.cls_id, dtype=torch.long, device=memory.device)
         scores = torch.full((batch, k), float("-inf"), device=memory.device)
@@ -340,9 +398,14 @@ class VALOR(nn.Module):
             if done.all():
                 break
         lengths = (seqs != cfg.pad_id).sum(1).clamp(min=1).view(batch, k)
-        best = (scores / lengths).argmax(dim=1)
+        best = (scores / lengths.float() ** length_penalty).argmax(dim=1)
         rows = seqs.view(batch, k, -1)[torch.arange(batch), best].tolist()
         return [_strip(row, cfg) for row in rows]
+
+
+def _tagged(tokens: torch.Tensor, frame: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    """Tokens [B, N, T, H] plus their frame's embedding, flattened to [B, N * T, H], plus the type's."""
+    return (tokens + frame[:tokens.shape[1], None]).flatten(1, 2) + kind
 
 
 def _strip(row: list[int], cfg: ModelConfig) -> list[int]:

@@ -4,13 +4,17 @@ Nothing is downloaded. ``base`` reads a local ``vocab.txt`` (the text checkpoint
 ``--vocab``); ``tiny`` builds one from the training captions with BERT's own normaliser and
 pre-tokeniser, so English gets a word-level vocabulary and Chinese (every CJK character is its
 own pre-token) a character-level one. Either way the tokenizer is a ``transformers``
-``BertTokenizer``, so one code path serves both.
+``BertTokenizer``, so one code path serves both. Captions are cleaned as VALOR cleans them
+(``TxtMapper.clean`` in ``data/data.py`` of TXH-mercury/VALOR: spaces collapsed, lower-cased,
+ASCII punctuation removed) before the vocabulary is built and before encoding; ``max_len``
+counts [CLS] and [SEP] (VALOR's ``max_txt_len`` 40 is ``max_len`` 42).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import string
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +24,12 @@ from valor_data.workdir import atomic_path
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def clean(text: str) -> str:
+    """VALOR's caption cleaning: duplicate spaces removed, lower-cased, punctuation stripped."""
+    return " ".join(word for word in text.split(" ") if word).lower().translate(_PUNCTUATION)
 
 
 def pre_tokens(text: str) -> list[str]:
@@ -32,7 +42,7 @@ def pre_tokens(text: str) -> list[str]:
 
 def build_vocab(captions: Iterable[str], min_count: int = 1) -> list[str]:
     """Special tokens, then every pre-token seen ``min_count`` times (most frequent first)."""
-    counts = Counter(piece for caption in captions for piece in pre_tokens(caption))
+    counts = Counter(piece for caption in captions for piece in pre_tokens(clean(caption)))
     words = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
     return SPECIALS + [w for w in words if w not in SPECIALS]
 
@@ -65,8 +75,8 @@ def make_tokenizer(tokens: list[str]):
 
 
 def encode(tokenizer, captions: list[str], max_len: int):
-    """Captions -> (input_ids, attention_mask), int64 [B, max_len]: ``[CLS] words [SEP] [PAD]...``."""
-    out = tokenizer(captions, padding="max_length", truncation=True, max_length=max_len,
+    """Cleaned captions -> (input_ids, attention_mask), int64 [B, max_len]: ``[CLS] words [SEP] [PAD]...``."""
+    out = tokenizer([clean(c) for c in captions], padding="max_length", truncation=True, max_length=max_len,
                     return_tensors="pt", return_token_type_ids=False)
     return out["input_ids"], out["attention_mask"]
 

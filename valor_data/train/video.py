@@ -13,14 +13,16 @@ import random
 import numpy as np
 
 
+def segments(total: int, n: int) -> list[tuple[int, int]]:
+    """``n`` uniform segments of ``total`` frames: (first, last) frame of each (never empty)."""
+    edges = np.linspace(0, total, n + 1)
+    return [(int(lo), max(int(lo), int(np.ceil(hi)) - 1)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+
 def frame_indices(total: int, n: int, rng: random.Random | None) -> list[int]:
     """``n`` uniform segments of ``total`` frames; a random frame of each (training) or its middle."""
-    edges = np.linspace(0, total, n + 1)
-    picks = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        first, last = int(lo), max(int(lo), int(np.ceil(hi)) - 1)
-        picks.append(min(total - 1, rng.randint(first, last) if rng else (first + last) // 2))
-    return picks
+    return [min(total - 1, rng.randint(first, last) if rng else (first + last) // 2)
+            for first, last in segments(total, n)]
 
 
 def frame_count(container, stream) -> int:
@@ -74,6 +76,14 @@ def resize_crop(frame, size: int) -> np.ndarray:
     return rgb[top:top + size, left:left + size].transpose(2, 0, 1)
 
 
+def pick_frames(container, stream, wanted: list[int]) -> list:
+    """The frames ``wanted`` (sorted indices): by keyframe seeks when the stream has at least one
+    keyframe per wanted frame, else in one pass (both give the same frames)."""
+    packets = list(container.demux(stream))              # cheap: no decoding
+    keyframes = sum(p.is_keyframe for p in packets)
+    return by_seeking(container, stream, wanted) if keyframes >= len(wanted) else in_one_pass(packets, wanted)
+
+
 def decode_frames(data: bytes, n: int, size: int, rng: random.Random | None) -> np.ndarray:
     """``n`` frames of an mp4 -> uint8 [n, 3, size, size]."""
     import av
@@ -81,7 +91,4 @@ def decode_frames(data: bytes, n: int, size: int, rng: random.Random | None) -> 
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         wanted = frame_indices(frame_count(container, stream), n, rng)
-        packets = list(container.demux(stream))              # cheap: no decoding
-        keyframes = sum(p.is_keyframe for p in packets)
-        frames = by_seeking(container, stream, wanted) if keyframes >= n else in_one_pass(packets, wanted)
-        return np.stack([resize_crop(frame, size) for frame in frames])
+        return np.stack([resize_crop(frame, size) for frame in pick_frames(container, stream, wanted)])

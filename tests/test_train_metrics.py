@@ -79,3 +79,35 @@ def test_topk_accuracy():
     assert metrics.topk_accuracy(scores, labels, 1) == 0.5
     assert metrics.topk_accuracy(scores, labels, 2) == 1.0
     assert metrics.topk_accuracy(scores, labels, 5) == 1.0
+
+
+def test_retrieval_rates_are_python_floats_exactly_the_hit_share():
+    sim = torch.eye(80)[torch.roll(torch.arange(80), 1)]          # 80 queries, none ranks its own first
+    sim[0] = torch.eye(80)[0]
+    sim[1] = torch.eye(80)[1]
+    result = metrics.retrieval(sim)
+    assert type(result["r1"]) is float and result["r1"] == 2 / 80 == 0.025    # not float32's 0.02500000037
+    assert result["hits"]["r1"] == 2 and result["candidates"] == 80
+
+
+def test_retrieval_best_of_several_right_answers_and_the_lower_half():
+    # clip-to-text as VALOR scores it: the best rank over the clip's captions; other right answers
+    # never count against it
+    sim = torch.tensor([[0.1, 0.9, 0.8, 0.2], [0.7, 0.6, 0.5, 0.0]])
+    own = torch.tensor([[True, False, True, False], [False, False, False, True]])
+    result = metrics.retrieval(sim, own)
+    # row 0: best own 0.8, one wrong above it -> rank 2; row 1: own 0.0, three above -> rank 4
+    assert result["median_rank"] == 2.0 and result["hits"] == {"r1": 0, "r5": 2, "r10": 2}   # torch.median: the lower
+    assert result["lower_half"] == 1                                   # rank 4 > 4 / 2; rank 2 is not
+
+
+def test_binomial_tails_by_hand():
+    assert metrics.binomial_pmf(3, 0.5) == pytest.approx([1 / 8, 3 / 8, 3 / 8, 1 / 8], rel=1e-12)
+    assert metrics.binomial_at_least(2, 3, 0.5) == pytest.approx(0.5, rel=1e-12)
+    assert metrics.binomial_at_most(0, 4, 0.25) == pytest.approx(0.75**4, rel=1e-12)
+    assert metrics.binomial_at_most(-1, 4, 0.25) == 0.0 and metrics.binomial_at_least(0, 4, 0.25) == 1.0
+    # 80 clips, R@5 chance 1/16: 16 hits are reached by chance less than 1e-3 / 15 of the time, 15 are not
+    need = metrics.fewest_beyond_chance(80, 5 / 80, 1e-3 / 15)
+    assert metrics.binomial_at_least(need, 80, 5 / 80) <= 1e-3 / 15 < metrics.binomial_at_least(need - 1, 80, 5 / 80)
+    assert need == 16
+    assert sum(metrics.binomial_pmf(2000, 0.3)) == pytest.approx(1.0, rel=1e-9)     # large n: no overflow

@@ -206,11 +206,11 @@ def test_train_validate_learns_the_categories_and_the_control_does_not(youku, tm
     code = _cli(["train", "--validate", str(workdir.root), "--pipeline", str(path)])
     log.warning("youku e2e train --validate: %.1f s", time.monotonic() - started)
     report = json.loads(workdir.path("validation.json").read_text(encoding="utf-8"))
-    cls, control = report["metrics"]["classification"], report["control"]["classification"]
+    cls, control = report["metrics"]["classification"], report["controls"]["captions"]["classification"]
     log.warning("youku validation: %s", json.dumps(
         {"top1": cls["top1"], "top5": cls["top5"], "chance": cls["chance"], "control_top1": control["top1"],
          "t2av": report["metrics"]["retrieval"]["tav"], "av2t": report["metrics"]["retrieval_c2t"]["tav"],
-         "control_t2av": report["control"]["retrieval"]["tav"], "reasons": report["reasons"]}, ensure_ascii=False))
+         "control_t2av": report["controls"]["captions"]["tav"], "reasons": report["reasons"]}, ensure_ascii=False))
     assert report["train_split"] == "youku-classification-train" and report["eval_split"] == "youku-classification-test"
     assert cls["classes"] == len(set(YOUKU_CATEGORY.values())) and cls["unseen"] == 0
     assert cls["top1"] >= 2.5 * cls["chance"]["top1"], report["reasons"]

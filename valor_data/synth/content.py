@@ -66,8 +66,17 @@ class Content:
         return asdict(self)
 
 
-def random_content(rng: random.Random) -> Content:
-    return Content(shape=rng.choice(sorted(SHAPES)), colour=rng.choice(sorted(COLOURS)),
-                   motion=rng.choice(sorted(MOTIONS)), sound=rng.choice(sorted(SOUNDS)),
-                   background=rng.randrange(len(BACKGROUNDS)), speed=rng.uniform(30, 60),
-                   pitch=rng.uniform(0.9, 1.1))
+def random_content(rng: random.Random, linked_sound: bool = False) -> Content:
+    """Random content; ``linked_sound``: the sound follows the shape and colour (``linked``)."""
+    content = Content(shape=rng.choice(sorted(SHAPES)), colour=rng.choice(sorted(COLOURS)),
+                      motion=rng.choice(sorted(MOTIONS)), sound=rng.choice(sorted(SOUNDS)),
+                      background=rng.randrange(len(BACKGROUNDS)), speed=rng.uniform(30, 60),
+                      pitch=rng.uniform(0.9, 1.1))
+    return Content(**{**content.as_dict(), "sound": linked(content)}) if linked_sound else content
+
+
+def linked(content: Content) -> str:
+    """One sound per shape and colour (12 pairs onto 6 sounds): video and audio correlate as they do
+    in real clips, so a clip's audio can be told from its frames."""
+    pair = sorted(SHAPES).index(content.shape) * len(COLOURS) + sorted(COLOURS).index(content.colour)
+    return sorted(SOUNDS)[pair % len(SOUNDS)]

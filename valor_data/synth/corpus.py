@@ -82,6 +82,7 @@ class SynthConfig:
     subsets: dict[str, float] | None = None   # default: balanced_train (en) or YOUKU_SUBSETS (zh)
     lang: str = "en"                     # en: AudioSet layout; zh: Youku-mPLUG layout
     workers: int = 0                     # 0: one per CPU
+    linked_sound: bool = True            # the sound follows the shape and colour (the picture predicts the sound)
 
     def __post_init__(self):
         if self.lang not in ("en", "zh"):
@@ -161,7 +162,7 @@ def _plan(cfg: SynthConfig) -> list[tuple[SynthClip, RenderSpec]]:
     used: set[str] = set()
     plan = []
     for i, kind in enumerate(kinds):
-        content: Content = random_content(rng)
+        content: Content = random_content(rng, cfg.linked_sound)
         container, vcodec, acodec, rate = rng.choice(FORMATS[cfg.formats])
         width, height = rng.choice(SIZES)
         width, height = cfg.size or (width, height)

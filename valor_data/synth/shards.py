@@ -16,14 +16,14 @@ import os
 import random
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from valor_data.ids import audioset_clip_id, valor_id
 from valor_data.media.ffmpeg import run_ffmpeg
-from valor_data.synth.content import COLOURS, SHAPES, SOUNDS, Content, random_content
+from valor_data.synth.content import SHAPES, random_content
 from valor_data.synth.render import RenderSpec, render
 from valor_data.workdir import atomic_path
 
@@ -51,9 +51,7 @@ class SynthShards:
 def _clip(index: int, split: str, cfg: SynthShards, out: Path) -> tuple[str, dict[str, bytes]]:
     """Render clip ``index``; return (clip_id, {ext: bytes})."""
     rng = random.Random(cfg.seed * 1_000_003 + index)
-    content = random_content(rng)
-    if cfg.linked_sound:
-        content = replace(content, sound=_linked_sound(content))
+    content = random_content(rng, cfg.linked_sound)
     ytid = "".join(rng.choice(_YTID) for _ in range(11))
     clip_id = audioset_clip_id(ytid, 0.0)
     spec = RenderSpec(content=content, duration=cfg.seconds, width=cfg.width, height=cfg.height, fps=cfg.fps,
@@ -74,12 +72,6 @@ def _clip(index: int, split: str, cfg: SynthShards, out: Path) -> tuple[str, dic
     return clip_id, {"mp4": media, "flac": _flac(media), "json": json.dumps(meta, ensure_ascii=False).encode(),
                      "txt": caption.encode("utf-8")}
 
-
-def _linked_sound(content: Content) -> str:
-    """One sound per shape and colour (12 pairs onto 6 sounds): video and audio correlate as they do
-    in real clips, so a clip's audio can be told from its frames."""
-    pair = sorted(SHAPES).index(content.shape) * len(COLOURS) + sorted(COLOURS).index(content.colour)
-    return sorted(SOUNDS)[pair % len(SOUNDS)]
 
 
 def with_keyframes(mp4: Path, every_s: float) -> Path:

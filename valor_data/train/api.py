@@ -1,6 +1,8 @@
 """What ``valor-data train`` does, as functions: train then evaluate, evaluate a checkpoint, validate.
 
-Under ``torchrun`` every rank trains; rank 0 evaluates and writes results; others return {}.
+Under ``torchrun`` every rank trains; rank 0 evaluates and writes results; the others return {}
+as soon as training is done, waiting on no collective while rank 0 evaluates (so no rank waits
+longer than the process group's timeout, ``dist_timeout_s``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def train_and_evaluate(root: str | os.PathLike, cfg: TrainConfig) -> dict:
 def evaluate_checkpoint(root: str | os.PathLike, cfg: TrainConfig, checkpoint: str | None = None) -> dict:
     """Evaluate a saved checkpoint (default ``root/train/ckpt.pt``) -> ``<its folder>/eval-<split>.json``."""
     path = Path(checkpoint) if checkpoint else Path(root) / "train" / "ckpt.pt"
-    proc = loop.setup_process(cfg.device)
+    proc = loop.setup_process(cfg.device, cfg.dist_timeout_s)
     if not proc.main:
         return {}
     model, tokenizer, state = loop.model_from_checkpoint(path)

@@ -81,7 +81,6 @@ class TrainConfig:
     max_caption_tokens: int = 30             # captioning: most tokens generated, [SEP] included (VALOR: 30)
     length_penalty: float = 0.0              # captioning: beams ranked by log-prob / length**this (VALOR: 0, the sum)
     caption_samples: int = 500               # clips captioned for BLEU/ROUGE/CIDEr (0: all)
-    shuffle_captions: bool = False           # train on a fixed derangement of captions and categories
     false_rate: float = 1e-3                 # validation: a sound dataset fails, a broken one passes, less often
     sound_ratio: float = 8.0                 # validation: a sound dataset's R@10 (this x chance), for its fail rate
     sound_lower_half: float = 0.01           # validation: how often a sound dataset ranks a clip's own match

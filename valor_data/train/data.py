@@ -8,7 +8,6 @@ nothing is unpickled. Each stage is a generator; its output is written beside it
     shard_urls      {"url"}                                      this reader's shards (training: pass after pass)
     shard_samples   {"__key__", "mp4", "flac", "json", "txt"}    raw bytes per clip (``tars``: damage named, counted)
     keep_share      the same, every k-th clip when readers outnumber shards
-    swap_targets    the same plus "targets" (captions, category) of another clip (the shuffled control only)
     shuffle         the same, shuffled in a buffer (training only)
     decode          {"key", "shard", "frames" uint8 [N, 3, S, S], "fbank" float [K, 512, 64],
                      "caption", "captions", "category" (index, -1: none), "category_name", "language"}
@@ -127,9 +126,9 @@ def sample_targets(meta: dict, txt: bytes = b"") -> dict:
 
 def decode_sample(sample: dict, spec: SampleSpec, rng: random.Random | None) -> dict:
     """Raw members -> frames, filterbank slices, captions and category (``rng`` None: deterministic,
-    test-time). ``sample["targets"]`` (the control) replaces the clip's own captions and category."""
+    test-time)."""
     meta = parse_meta(sample["json"]) if "json" in sample else {}
-    targets = sample.get("targets") or sample_targets(meta, sample.get("txt", b""))
+    targets = sample_targets(meta, sample.get("txt", b""))
     captions, category = targets["captions"], targets["category"]
     if not captions:
         raise ValueError("no caption")
@@ -169,12 +168,6 @@ def decode(samples: Iterator[dict], spec: SampleSpec, rng: random.Random | None)
                         Path(sample.get("__url__", "?")).name, why)
 
 
-def swap_targets(samples: Iterator[dict], table: dict[str, dict]) -> Iterator[dict]:
-    """Give each clip the targets (captions, category) ``table`` holds for it (the shuffled control)."""
-    for sample in samples:
-        yield {**sample, "targets": table.get(sample["__key__"])}
-
-
 def collate(samples: list[dict], tokenizer, max_len: int) -> dict:
     ids, mask = text.encode(tokenizer, [s["caption"] for s in samples], max_len)
     return {
@@ -206,12 +199,11 @@ class ShardStream(IterableDataset):
     """The whole pipeline for one split; each DataLoader worker (and rank) reads its share."""
 
     def __init__(self, urls: list[str], spec: SampleSpec, tokenizer, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world: int = 1, shuffle_buffer: int = 500,
-                 targets: dict[str, dict] | None = None):
+                 seed: int = 0, rank: int = 0, world: int = 1, shuffle_buffer: int = 500):
         super().__init__()
         self.urls, self.spec, self.tokenizer, self.batch_size = urls, spec, tokenizer, batch_size
         self.train, self.seed, self.rank, self.world = train, seed, rank, world
-        self.shuffle_buffer, self.targets = shuffle_buffer, targets
+        self.shuffle_buffer = shuffle_buffer
         self.expected = tars.expected_samples(urls)      # nsamples per tar, from the shard lists
 
     def __iter__(self) -> Iterator[dict]:
@@ -225,8 +217,6 @@ class ShardStream(IterableDataset):
         stream = tars.shard_samples(stream, self.expected, _known)
         if len(self.urls) < readers:
             stream = keep_share(stream, me, readers)
-        if self.targets is not None:
-            stream = swap_targets(stream, self.targets)
         if self.train:
             stream = wds.shuffle(self.shuffle_buffer, min(self.shuffle_buffer, 100), rng=rng)(stream)
         stream = decode(stream, self.spec, rng)
@@ -289,10 +279,3 @@ def read_targets(urls: list[str], limit: int = 0) -> dict[str, dict]:
         if limit and len(table) >= limit:
             break
     return table
-
-
-def shuffled_targets(table: dict[str, dict], seed: int) -> dict[str, dict]:
-    """Every clip gets another clip's captions and category (a fixed derangement): a misaligned dataset."""
-    keys = sorted(table)
-    random.Random(seed).shuffle(keys)
-    return {key: table[keys[(i + 1) % len(keys)]] for i, key in enumerate(keys)}

@@ -23,25 +23,62 @@ _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _NOT_HANZI = re.compile(r"[^\u4e00-\u9fa5]+")      # Youku-mPLUG's caption normaliser keeps only these
 
 
-def retrieval(sim: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
-    """Text-to-clip retrieval from ``sim`` [texts, clips]; ``target`` [texts] is each text's
-    clip (default: the diagonal). Ties count against the model (a constant score ranks last)."""
-    target = torch.arange(sim.shape[0]) if target is None else target
+def retrieval(sim: torch.Tensor, own: torch.Tensor | None = None) -> dict:
+    """Retrieval from ``sim`` [queries, candidates]; ``own`` [queries, candidates] marks each
+    query's right answers (default: the diagonal; several per query: the best of them counts,
+    as VALOR's clip-to-text takes the best rank over a clip's captions). A query's rank is 1 +
+    the wrong candidates scoring at least its best right one (ties count against the model).
+    Rates are Python floats; ``hits`` are the counts behind them and ``lower_half`` counts the
+    queries whose answer ranks below the middle (rank > candidates / 2)."""
     sim = sim.float().cpu()
-    truth = sim[torch.arange(sim.shape[0]), target]
-    ranks = (sim >= truth[:, None]).sum(dim=1).float()           # 1 = best
-    return {"r1": _share(ranks <= 1), "r5": _share(ranks <= 5), "r10": _share(ranks <= 10),
-            "median_rank": float(ranks.median()), "mean_rank": float(ranks.mean()), "n": int(sim.shape[0])}
+    queries, candidates = sim.shape
+    own = torch.eye(queries, candidates, dtype=torch.bool) if own is None else own.cpu().bool()
+    best = sim.masked_fill(~own, float("-inf")).max(dim=1).values
+    ranks = 1 + ((sim >= best[:, None]) & ~own).sum(dim=1)
+    hits = {f"r{k}": int((ranks <= k).sum()) for k in (1, 5, 10)}
+    return {**{name: count / queries for name, count in hits.items()},
+            "median_rank": float(ranks.float().median()), "mean_rank": float(ranks.float().mean()),
+            "n": queries, "candidates": candidates, "hits": hits,
+            "lower_half": int((2 * ranks > candidates).sum())}
 
 
 def _share(hits: torch.Tensor) -> float:
-    return float(hits.float().mean())
+    return int(hits.sum()) / max(1, hits.numel())
 
 
 def retrieval_chance(n: int) -> dict[str, float]:
-    """What a model that ranks at random scores on ``n`` clips."""
+    """What a model that ranks at random scores on ``n`` clips (one right answer each)."""
     return {"r1": min(1.0, 1 / n), "r5": min(1.0, 5 / n), "r10": min(1.0, 10 / n), "median_rank": (n + 1) / 2,
-            "mean_rank": (n + 1) / 2, "n": n}
+            "mean_rank": (n + 1) / 2, "n": n, "lower_half": (n - n // 2) / n}
+
+
+def binomial_pmf(n: int, p: float) -> list[float]:
+    """P(X = k) for k = 0..n, X ~ Binomial(n, p): exact binomial coefficients, Python floats."""
+    if p <= 0.0 or p >= 1.0:
+        return [1.0 if k == (0 if p <= 0.0 else n) else 0.0 for k in range(n + 1)]
+    log_p, log_q = math.log(p), math.log1p(-p)
+    return [math.exp(math.log(math.comb(n, k)) + k * log_p + (n - k) * log_q) for k in range(n + 1)]
+
+
+def binomial_at_least(k: int, n: int, p: float) -> float:
+    """P(X >= k), X ~ Binomial(n, p)."""
+    return min(1.0, sum(binomial_pmf(n, p)[max(0, k):]))
+
+
+def binomial_at_most(k: int, n: int, p: float) -> float:
+    """P(X <= k), X ~ Binomial(n, p)."""
+    return min(1.0, sum(binomial_pmf(n, p)[:max(0, k + 1)])) if k >= 0 else 0.0
+
+
+def fewest_beyond_chance(n: int, p: float, alpha: float) -> int:
+    """The smallest count ``t`` with P(X >= t) <= ``alpha`` for X ~ Binomial(n, p): reaching ``t``
+    hits happens by chance less often than ``alpha``."""
+    tail = 0.0
+    for k, mass in reversed(list(enumerate(binomial_pmf(n, p)))):
+        if tail + mass > alpha:
+            return k + 1
+        tail += mass
+    return 0
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:

@@ -72,18 +72,17 @@ def test_training_figures_read_the_trainer_outputs(tmp_path):
     from valor_data.report.data import load
 
     workdir = Workdir.create(tmp_path / "w")
-    for run in ("validate", "validate-control"):
-        (workdir.root / "train" / run).mkdir(parents=True)
-        (workdir.root / "train" / run / "log.jsonl").write_text(
-            "".join(json.dumps({"step": s, "loss": 5.0 - s / 10, "mga": 1.0, "mgc": 3.0}) + "\n" for s in (10, 20)))
+    (workdir.root / "train" / "validate").mkdir(parents=True)       # one training run; controls derange at evaluation
+    (workdir.root / "train" / "validate" / "log.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 5.0 - s / 10, "mga": 1.0, "mgc": 3.0}) + "\n" for s in (10, 20)))
     recall = {"r1": 0.2, "r5": 0.6, "r10": 0.8, "median_rank": 4.0}
     chance = {"r1": 0.0125, "r5": 0.0625, "r10": 0.125, "median_rank": 40.5}
     (workdir.root / "validation.json").write_text(json.dumps({
         "passed": True, "eval_split": "valor32k-test",
         "metrics": {"chance": chance, "retrieval": {g: recall for g in ("tv", "ta", "tav")}},
-        "control": {"chance": chance, "retrieval": {g: chance for g in ("tv", "ta", "tav")}}}))
+        "controls": {kind: {g: chance for g in ("tv", "ta", "tav")} for kind in ("captions", "audio", "video")}}))
     data = load(workdir)
-    assert set(data.train_logs) == {"validate", "validate-control"}
+    assert set(data.train_logs) == {"validate"}
     curves, bars = figures.training_curves(data), figures.validation_metrics(data)
-    assert len(curves.axes[0].lines) == 2
+    assert len(curves.axes[0].lines) == 1
     assert len(bars.axes[0].patches) == 18 and "PASSED" in bars.axes[0].get_title()

@@ -82,7 +82,7 @@ def test_optional_audio_and_letterbox_are_configurable():
 
 def test_every_reason_has_a_family():
     for check in checks.CHECKS:
-        assert checks.family(check.reason) in ("corrupt", "quality")
+        assert checks.family(check.reason) in ("corrupt", "quality", "agreement")
     assert checks.family("duplicate") == "duplicate"
 
 

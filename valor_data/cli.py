@@ -29,6 +29,8 @@ COMMANDS = {
     "demo": "valor_data.commands.demo:demo",
     "doctor": "valor_data.commands.doctor:doctor",
     "merge": "valor_data.commands.merge:merge",
+    "score": "valor_data.commands.score:score",
+    "caption": "valor_data.commands.caption:caption",
 }
 
 

@@ -44,13 +44,16 @@ def parse_official(items: tuple[str, ...], folder: str | None) -> dict[str, list
 @click.option("--valor-annotations", type=click.Path(exists=True, file_okay=False),
               help="Folder of VALOR's annotation files (desc_{train,val,test}.json, {train,val,test}_id.json, "
                    "pretrain_ids.json): their splits get exactly VALOR's clips.")
-def split(workdir, pipeline, seed, parts, label_tolerance, official, valor_annotations):
+@click.option("--captions", type=click.Choice(["human", "pseudo", "both"]),
+              help="Keep only clips with a caption of this kind (both: human, else a kept pseudo-caption); "
+                   "the others get reason no_caption.")
+def split(workdir, pipeline, seed, parts, label_tolerance, official, valor_annotations, captions):
     """Give every manifest clip a split, or the reason it has none: WORKDIR/splits.parquet + splits.json."""
     from valor_data.config import load_pipeline, load_section
     from valor_data.split import SplitConfig, run_split
 
     overrides = {"seed": seed, "parts": parse_parts(parts), "label_tolerance": label_tolerance,
-                 "official": parse_official(official, valor_annotations)}
+                 "official": parse_official(official, valor_annotations), "captions": captions}
     cfg = load_section(SplitConfig, load_pipeline(pipeline), "split", overrides)
     for line in run_split(workdir, cfg).lines():
         click.echo(line)

@@ -19,11 +19,13 @@ FAMILIES = {"corrupt": ("empty_file", "not_media", "unreadable", "no_video", "no
                         "analysis_error"),
             "quality": ("low_resolution", "low_fps", "low_bitrate", "black", "uniform", "static", "silent",
                         "clipped_audio", "letterbox"),
+            "agreement": ("av_mismatch", "caption_mismatch"),
             "duplicate": ("duplicate",)}
 STATUS_REASONS = {"timeout": "timeout", "missing": "missing_media", "error": "analysis_error"}
 PROBE_REASONS = {"empty_file": "the file has zero bytes",
                  "not_media": "the file is text (an HTML error page, JSON, ...), not media",
                  "unreadable": "no container could be read (unknown format, missing moov, cut header)"}
+LEARNED = ("av_score", "tav_max", "tav_first", "tv_max", "ta_max", "loglik_max")   # scores.parquet, shown by explain
 _OPS = {"<": operator.lt, ">": operator.gt, "==": operator.eq}
 Bound = Callable[[dict, FilterConfig], object]
 
@@ -37,6 +39,10 @@ def _requested(sign: int) -> Bound:
         requested = row.get("requested_s")
         return None if requested is None else requested + sign * config.duration_tolerance_s
     return bound
+
+
+def _learned(name: str) -> Bound:
+    return lambda row, config: getattr(config, name) if config.learned_applies(row.get("subset")) else None
 
 
 def _video_required(row: dict, config: FilterConfig):
@@ -110,6 +116,10 @@ CHECKS: tuple[Check, ...] = (
           "clipped (flat-topped) audio", audio=True),
     Check("letterbox", "border_fraction", ">", _cfg("max_border_fraction"), "max_border_fraction",
           "black bars take too much of the picture (off by default: measured only)"),
+    Check("av_mismatch", "av_score", "<", _learned("min_av_score"), "min_av_score",
+          "the audio does not belong to the picture (a trained model's score: valor-data score)"),
+    Check("caption_mismatch", "tav_max", "<", _learned("min_caption_score"), "min_caption_score",
+          "no caption fits the clip (a trained model's text-audio+video similarity: valor-data score)"),
 )
 # reasons that only repeat a stronger one: a black or blank picture is also still and needs
 # few bits; a truncated file is also short, with few frames for its length
@@ -158,6 +168,9 @@ def explain(row: dict, config: FilterConfig) -> list[str]:
         rule = f"{check.op} {_show(bound)} ({check.rule})" if bound is not None else f"({check.rule}: off)"
         verdict = "n/a" if outcome is None else "FAIL" if outcome else "ok"
         lines.append(f"  {check.reason:<15}{check.metric:<22}{_show(row.get(check.metric)):>12}  {rule:<44}{verdict}")
+    learned = [f"{name} {_show(row[name])}" for name in LEARNED if row.get(name) is not None]
+    if learned:
+        lines.append(f"  learned scores (valor-data score): {', '.join(learned)}")
     if row.get("detail"):
         lines.append(f"  first decode problem: {row['detail']}")
     if row.get("dup_of"):

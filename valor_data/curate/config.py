@@ -46,6 +46,13 @@ class FilterConfig:
     dup_max_audio_ber: float = 0.4      # fingerprints must agree on 60% of bits (when both have audio;
                                         # unrelated audio sits near 0.5, re-encoded copies below 0.35)
     dup_max_bucket: int = 1000          # index keys shared by more clips are too common to mean anything
+    # --- learned agreement (``W/scores.parquet`` of ``valor-data score``; see ``agreement.py``)
+    min_av_score: float | dict | None = None       # av_score below this -> ``av_mismatch``; a number or
+                                                   # {percentile: P} of the corpus; None: off
+    min_caption_score: float | dict | None = None  # best caption's MGA t2av similarity below this ->
+                                                   # ``caption_mismatch``; as above
+    learned_subsets: list[str] | None = None       # subsets the two above judge (None: all); e.g. only the
+                                                   # pretraining pool, not the benchmark the model trained on
     # --- reading (changing these needs --redo)
     frames: int = 8                     # sampled video frames per clip
     timeout_s: float = 60.0             # per clip; a clip that takes longer is rejected ``timeout``
@@ -62,6 +69,10 @@ class FilterConfig:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
         if self.timeout_s <= 0 or self.task_size < 1:
             raise ValueError("timeout_s must be positive and task_size at least 1")
+
+    def learned_applies(self, subset: str | None) -> bool:
+        """Whether the learned thresholds judge clips of ``subset``."""
+        return self.learned_subsets is None or subset in self.learned_subsets
 
     def needs_audio(self, subset: str | None) -> bool:
         """Whether clips of ``subset`` must have usable audio (no_audio, silent, clipped are judged)."""

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from valor_data.curate import checks, duplicates
+from valor_data.curate import agreement, checks, duplicates
 from valor_data.curate.analyze import MEASURE_SCHEMA, SIGNATURE_COLUMNS, measure_task
 from valor_data.curate.config import FilterConfig
 from valor_data.curate.folder import Skipped, folder_clips
@@ -59,8 +59,8 @@ class FilterSummary:
                f"reject {self.verdicts['reject']:,}  duplicate groups {self.dup_groups:,}  ({self.seconds:.1f} s)"]
         out += [f"  status {name}: {n:,}" for name, n in sorted(self.statuses.items()) if name != "ok"]
         if self.reasons:
-            out.append(f"  {'reason':<16}{'family':<10}{'clips':>8}")
-            out += [f"  {reason:<16}{checks.family(reason):<10}{n:>8,}" for reason, n in self.reasons.most_common()]
+            out.append(f"  {'reason':<17}{'family':<10}{'clips':>8}")
+            out += [f"  {reason:<17}{checks.family(reason):<10}{n:>8,}" for reason, n in self.reasons.most_common()]
         return out + self.skipped.lines()
 
 
@@ -123,6 +123,9 @@ def finalize(workdir: Workdir, config: FilterConfig, wanted: pa.ChunkedArray | N
     if wanted is not None:
         measured = measured.filter(pc.is_in(measured["clip_id"], wanted.combine_chunks()))
     measured = with_source(workdir, measured.sort_by("clip_id"))
+    scores = agreement.read_scores(workdir, config)
+    measured = agreement.with_scores(measured, scores)
+    config = agreement.resolved(config, scores)
     reasons = list(judge_all(measured, config))
     dups = _duplicates(measured, reasons, config)
     for i, dup in enumerate(dups):
@@ -203,4 +206,4 @@ def explain(workdir: Workdir, clip_id: str, config: FilterConfig) -> list[str]:
     rows = table.filter(pc.equal(table["clip_id"], clip_id)).to_pylist()
     if not rows:
         raise ValorError(f"clip {clip_id!r} is not in {path}")
-    return checks.explain(rows[0], config)
+    return checks.explain(rows[0], agreement.resolved(config, agreement.read_scores(workdir, config)))

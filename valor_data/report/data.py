@@ -15,10 +15,11 @@ from valor_data.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
-TABLES = ("manifest", "rejects", "fetch", "quality", "signatures", "splits")
+TABLES = ("manifest", "rejects", "fetch", "quality", "signatures", "splits", "scores")
 _COLUMNS = {   # what the report needs of each table (the rest is never read)
     "manifest": ["clip_id", "subset", "labels", "label_names", "captions", "language"],
     "signatures": ["clip_id", "dup_group", "dup_keep"],
+    "scores": ["clip_id", "status", "av_score", "tav_max", "tv_max", "ta_max", "loglik_max"],
 }
 
 

@@ -217,7 +217,7 @@ def duplicate_groups(data: ReportData) -> Figure | None:
 
 
 def training_curves(data: ReportData) -> Figure | None:
-    """Loss per step of every training run (validation: aligned vs shuffled-caption control)."""
+    """Loss per step of every training run."""
     if not data.train_logs:
         return None
     fig, ax = _figure(7, 3.4)
@@ -232,18 +232,18 @@ def training_curves(data: ReportData) -> Figure | None:
 
 
 def validation_metrics(data: ReportData) -> Figure | None:
-    """Text-to-clip recall of the trained model and of the shuffled-caption control, against chance."""
+    """Text-to-clip recall of the trained model and of the control with deranged captions, against chance."""
     validation = data.validation
     if not validation or not validation.get("metrics"):
         return None
     trained = validation["metrics"]["retrieval"]
-    control = (validation.get("control") or {}).get("retrieval", {})
+    control = (validation.get("controls") or {}).get("captions", {})
     chance = validation["metrics"]["chance"]
     bars = [(group, k) for group in sorted(trained) for k in ("r1", "r5", "r10")]
     fig, ax = _figure(9, 3.6)
     x = np.arange(len(bars))
     ax.bar(x - 0.2, [trained[g][k] for g, k in bars], 0.4, label="trained", color="#3c8d5a")
-    ax.bar(x + 0.2, [control.get(g, {}).get(k, 0.0) for g, k in bars], 0.4, label="shuffled captions",
+    ax.bar(x + 0.2, [control.get(g, {}).get(k, 0.0) for g, k in bars], 0.4, label="captions deranged",
            color="#999999")
     for i, (_, k) in enumerate(bars):
         ax.hlines(chance[k], i - 0.45, i + 0.45, colors="#c0392b", linestyles="--",

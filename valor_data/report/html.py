@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from tqdm import tqdm
 
 from valor_data.curate.config import FilterConfig
-from valor_data.report import contact, figures
+from valor_data.report import contact, figures, scores
 from valor_data.report.data import ReportData, load
 from valor_data.workdir import Workdir, atomic_path
 
@@ -44,7 +44,9 @@ def build_report(workdir: Workdir, thresholds: FilterConfig | None = None) -> Pa
     out = workdir.path("report")
     out.mkdir(parents=True, exist_ok=True)
     sections = []
-    made = [*figures.FIGURES, ("contact", "Sampled frames per split", contact.contact_sheet)]
+    made = [*figures.FIGURES, ("contact", "Sampled frames per split", contact.contact_sheet),
+            ("scores", "Learned scores (valor-data score) and thresholds", scores.score_histograms),
+            ("lowest", "Lowest-scoring clips: what the learned thresholds cut", scores.lowest_sheet)]
     for name, title, make in tqdm(made, desc="report", unit="figure", leave=False):
         fig = make(data)
         if fig is None:

@@ -34,6 +34,8 @@ class SplitConfig:
     parts: dict[str, int] = field(default_factory=_default_parts)
     label_tolerance: float = 0.02     # verify: allowed |class share in a part - in the pool| (widened for small parts)
     official: dict[str, list[str]] = field(default_factory=dict)   # split -> VALOR id files (exact membership)
+    captions: str | None = None       # human | pseudo | both: clips without such a caption -> ``no_caption``
+                                      # (pseudo: ``W/pseudo_captions.parquet``); None: captions not required
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -50,6 +52,8 @@ class SplitConfig:
         for name in [*self.split_names, *self.pretrain_subsets, *self.benchmark_subsets]:
             if not SPLIT_NAME_RE.match(name):
                 raise ValueError(f"not a usable split or subset name: {name!r}")
+        if self.captions not in (None, "human", "pseudo", "both"):
+            raise ValueError(f"captions must be human, pseudo or both, not {self.captions!r}")
         if not 0 < self.label_tolerance <= 1:
             raise ValueError("label_tolerance must be in (0, 1]")
         self.official = {k: [v] if isinstance(v, str) else list(v) for k, v in (self.official or {}).items()}

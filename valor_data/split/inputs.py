@@ -133,3 +133,19 @@ def apply_quality(state: ClipState, quality: pa.Table, pool_duplicates: bool = F
     if len(dropped):
         state.reason[rows[dropped]] = [found[i] for i in dropped]
         state.kept[rows[dropped]] = False
+
+
+NO_CAPTION = "no_caption"
+
+
+def apply_captions(state: ClipState, workdir: Workdir, mode: str) -> None:
+    """Drop kept clips without a caption under ``mode`` (``curate.pseudo.choose``): ``no_caption``."""
+    from valor_data.curate.captions import choose, kept_captions
+
+    captions = lookup(state.clip_id, pq.read_table(workdir.manifest, columns=["clip_id", "captions"]), "captions")
+    pseudo = kept_captions(workdir) if mode != "human" else {}
+    rows = np.flatnonzero(state.kept)
+    ids, human = pc.take(state.clip_id, rows).to_pylist(), pc.take(captions, rows).to_pylist()
+    bare = np.zeros(len(state), dtype=bool)
+    bare[rows] = [not choose(h, pseudo.get(i), mode)[0] for i, h in zip(ids, human, strict=True)]
+    state.drop(bare, NO_CAPTION)

@@ -3,7 +3,7 @@
 ``splits.parquet`` holds one row per manifest clip, in manifest order: ``clip_id``,
 ``split`` (null when the clip is in no split) and ``reason`` (null exactly when
 ``split`` is set). Reasons, in the order they are tried: ``not_in_recipe``,
-``fetch:<status>``, ``filter:<first reason>``, ``decontaminated:same_video``,
+``fetch:<status>``, ``filter:<first reason>``, ``no_caption`` (with ``captions``), ``decontaminated:same_video``,
 ``decontaminated:near_duplicate``, ``duplicate``, ``not_selected``, ``not_in_official``.
 
 With official files (``SplitConfig.official``) the listed clips of a split are its members:
@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 
 from valor_data.split.assign import stratified_assign
 from valor_data.split.config import SplitConfig
-from valor_data.split.inputs import ClipState, apply_fetch, apply_quality, load_clips, optional_table
+from valor_data.split.inputs import (
+    ClipState,
+    apply_captions,
+    apply_fetch,
+    apply_quality,
+    load_clips,
+    optional_table,
+)
 from valor_data.split.labels import label_deviation
 from valor_data.split.leaks import (
     DUPLICATE,
@@ -151,6 +158,8 @@ def run_split(workdir: Workdir, cfg: SplitConfig) -> SplitSummary:
     quality = optional_table(workdir, "quality.parquet", ["clip_id", "verdict", "reasons"])
     if quality is not None:
         apply_quality(state, quality, pool_duplicates=signatures is not None)
+    if cfg.captions:
+        apply_captions(state, workdir, cfg.captions)
     drop_video_leaks(state, pool_of, pools)
     summary = SplitSummary(config=asdict(cfg), clips=len(state))
     if signatures is not None:

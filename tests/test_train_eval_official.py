@@ -61,3 +61,19 @@ def test_generation_stops_at_max_tokens():
         for penalty in (0.0, 1.0):
             out = model.generate(memory, beam=3, max_tokens=tokens, length_penalty=penalty)
             assert len(out) == 2 and all(len(ids) <= tokens for ids in out)
+
+
+def test_a_withheld_test_split_gives_way_to_its_labelled_val(tmp_path):
+    """Youku-mPLUG publishes its classification test set without labels: a classifier is evaluated
+    on the labelled val split, and the result says so; a split with labels is kept."""
+    from valor_data.synth.shards import SynthShards, make_synthetic_shards
+    from valor_data.train.evaluate import labelled_split
+
+    small = dict(per_shard=4, seconds=2.0, language="zh", width=96, height=72, fps=8)
+    make_synthetic_shards(tmp_path, SynthShards(splits=(("youku-classification-val", 4),), categories=True, **small))
+    make_synthetic_shards(tmp_path, SynthShards(splits=(("youku-classification-test", 4),), categories=False,
+                                                seed=1, **small))
+    split, note = labelled_split(tmp_path, "youku-classification-test", classifier=True)
+    assert split == "youku-classification-val" and "no labels (withheld" in note
+    assert labelled_split(tmp_path, "youku-classification-val", classifier=True) == ("youku-classification-val", "")
+    assert labelled_split(tmp_path, "youku-classification-test", classifier=False) == ("youku-classification-test", "")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from valor_data.errors import ValorError
 from valor_data.train import data, metrics, tars, text
 from valor_data.train.model import GROUPS, VALOR
 from valor_data.workdir import atomic_path
@@ -230,10 +231,33 @@ def evaluate(model: VALOR, tokenizer, batches: Iterable[dict], device: torch.dev
     return result
 
 
+def labelled_split(root: str | os.PathLike, split: str, classifier: bool) -> tuple[str, str]:
+    """The split to evaluate a classifier on, and why: ``split`` itself, unless none of its clips has
+    a category (Youku-mPLUG withholds its test labels) and its ``-val`` sibling has some."""
+    def has_labels(name: str) -> bool:
+        return any(t["category"] is not None for t in data.read_targets(data.resolve_shards(root, name)).values())
+
+    if not classifier or not split.endswith("-test") or has_labels(split):
+        return split, ""
+    sibling = split[: -len("-test")] + "-val"
+    try:
+        found = has_labels(sibling)
+    except ValorError:
+        found = False
+    if not found:
+        return split, f"{split} has no labels (withheld) and no labelled {sibling}: classification not evaluated"
+    return sibling, f"{split} has no labels (withheld, as Youku-mPLUG publishes its test set): evaluated on {sibling}"
+
+
 def evaluate_split(root: str | os.PathLike, cfg, model: VALOR, tokenizer, device: torch.device,
                    with_controls: bool = False) -> dict:
-    """Evaluate ``model`` on ``cfg.eval_split`` of work dir ``root`` (or on ``cfg.eval_shards``)."""
-    urls = data.resolve_shards(root, cfg.eval_split, cfg.eval_shards)
+    """Evaluate ``model`` on ``cfg.eval_split`` of work dir ``root`` (or on ``cfg.eval_shards``); a
+    classification test split without labels gives way to its labelled ``-val`` (``labelled_split``)."""
+    split, note = (cfg.eval_split, "") if cfg.eval_shards else \
+        labelled_split(root, cfg.eval_split, model.classifier is not None)
+    if note:
+        log.warning("%s", note)
+    urls = data.resolve_shards(root, split, cfg.eval_shards)
     stream = data.ShardStream(urls, data.SampleSpec.of(model.cfg), tokenizer, cfg.eval_batch_size, train=False)
     batches = tars.Received(data.make_loader(stream, cfg.workers, pin_memory=device.type == "cuda"))
     with data.cpu_threads_beside(cfg.workers, device):
@@ -241,7 +265,7 @@ def evaluate_split(root: str | os.PathLike, cfg, model: VALOR, tokenizer, device
                           cfg.eval_max_samples, cfg.bf16, cfg.max_caption_tokens, cfg.length_penalty,
                           with_controls, cfg.seed)
     shards = tars.check_complete(urls, batches.per_shard, cfg.eval_max_missing, cfg.eval_max_samples)
-    return {"split": cfg.eval_split, **result, "shards": shards}
+    return {"split": split, **({"note": note} if note else {}), **result, "shards": shards}
 
 
 def write_result(result: dict, path: str | os.PathLike) -> Path:

@@ -202,8 +202,12 @@ def judge(root: str | os.PathLike, result: dict, losses: dict, cfg: TrainConfig,
     """The verdict on an evaluation ``result`` (with controls) -> ``root/validation.json``."""
     passed, reasons, rates = verdict(result, losses, cfg)
     report = {"passed": passed, "reasons": reasons, "rates": rates, "train_split": cfg.train_split,
-              "eval_split": cfg.eval_split, "chance": result["chance"],
-              "metrics": {k: v for k, v in result.items() if k != "controls"}, "controls": result["controls"], "loss": losses, "config": dataclasses.asdict(cfg), **(extra or {})}
+              "eval_split": result.get("split", cfg.eval_split), "chance": result["chance"],
+              "metrics": {k: v for k, v in result.items() if k != "controls"}, "controls": result["controls"],
+              "loss": losses, "config": dataclasses.asdict(cfg), **(extra or {})}
+    if result.get("note"):
+        reasons = [f"note: {result['note']}", *reasons]
+        report["reasons"] = reasons
     with atomic_path(Path(root) / "validation.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     for line in reasons:

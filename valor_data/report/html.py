@@ -44,9 +44,10 @@ def build_report(workdir: Workdir, thresholds: FilterConfig | None = None) -> Pa
     out = workdir.path("report")
     out.mkdir(parents=True, exist_ok=True)
     sections = []
-    made = [*figures.FIGURES, ("contact", "Sampled frames per split", contact.contact_sheet),
-            ("scores", "Learned scores (valor-data score) and thresholds", scores.score_histograms),
-            ("lowest", "Lowest-scoring clips: what the learned thresholds cut", scores.lowest_sheet)]
+    made = [*figures.FIGURES, ("contact", "Sampled frames per split", contact.contact_sheet)]
+    if data.table("scores") is not None:      # learned curation is optional: its figures only when it ran
+        made += [("scores", "Learned scores (valor-data score) and thresholds", scores.score_histograms),
+                 ("lowest", "Lowest-scoring clips: what the learned thresholds cut", scores.lowest_sheet)]
     for name, title, make in tqdm(made, desc="report", unit="figure", leave=False):
         fig = make(data)
         if fig is None:

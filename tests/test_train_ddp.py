@@ -1,5 +1,7 @@
 """MGA over two gloo processes equals MGA on one process over the same global batch."""
 
+import faulthandler
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -40,6 +42,7 @@ def _mga(model, batch):
 
 
 def _rank(rank, world, store, out):
+    faulthandler.enable()             # a native abort in a rank prints every thread's Python stack
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
@@ -52,6 +55,7 @@ def _rank(rank, world, store, out):
             dist.all_reduce(grad)
             grad /= world
         torch.save({"losses": losses, "grads": grads}, f"{out}.{rank}")
+        dist.barrier()                # no rank closes its gloo pairs while a peer's last collective runs
     finally:
         dist.destroy_process_group()
 

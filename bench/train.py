@@ -105,7 +105,7 @@ def one_pass_ms(url: str, spec: data.SampleSpec) -> float:
             stream = container.streams.video[0]
             wanted = video.frame_indices(video.frame_count(container, stream), spec.frames, None)
             for frame in video.in_one_pass(list(container.demux(stream)), wanted):
-                video.resize_crop(frame, spec.image_size)
+                video.resize_frame(frame, spec.image_size, spec.resize)
 
     return 1000 * _timed(frames, 5)[1]
 

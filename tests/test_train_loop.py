@@ -123,7 +123,7 @@ def test_base_preset_trains_two_steps_on_cpu_without_the_network(workdir, tmp_pa
 
     monkeypatch.setattr(socket.socket, "connect", guard(socket.socket.connect))
     monkeypatch.setattr(socket, "getaddrinfo", guard(socket.getaddrinfo))
-    cfg = TrainConfig(preset="base", steps=2, batch_size=1, workers=0, log_every=1, shuffle_buffer=4,
+    cfg = TrainConfig(preset="base", steps=2, batch_size=1, workers=0, log_every=1, shuffle_buffer=4, frames=2,
                       model={"frames": 2, "audio_slices": 1})
     run = loop.train(workdir, cfg, tmp_path / "base")
     assert not reached and run.step == 2 and run.model_cfg.text_hidden == 768 and run.model_cfg.image_size == 224

@@ -1,6 +1,7 @@
 """Pre-sampled frames and filterbank members: the same frames, shapes and choice rule as the video path."""
 
 import io
+import json
 import random
 import tarfile
 
@@ -78,7 +79,7 @@ def test_training_draws_every_candidate_of_every_segment(clips, members):
     key = next(iter(clips))
     blob = members[key][presampled.FRAMES_EXT]
     line, _, body = blob.partition(b"\n")
-    lengths = np.cumsum([0, *__import__("json").loads(line)["length"]])
+    lengths = np.cumsum([0, *json.loads(line)["length"]])
     stored = [np.asarray(Image.open(io.BytesIO(body[lengths[i]:lengths[i + 1]])).convert("RGB")).transpose(2, 0, 1)
               for i in range(N * K)]
     seen: set[tuple[int, int]] = set()
@@ -101,6 +102,29 @@ def test_other_shapes_and_settings_fall_back_to_the_media(clips, members):
     stale = {presampled.fbank_ext(16000): presampled.fbank_member(m["flac"], 16000)}   # made under other settings
     computed = audio.audio_slices(audio.read_flac(m["flac"], RATE), 2, 128, None, RATE)
     assert torch.equal(presampled.fbank({**m, **stale}, SPEC, None), computed)
+
+
+def test_members_serve_only_their_resize_mode(clips, members):
+    """A member written ``crop`` (as every member was before the mode was recorded) is not used for
+    ``squash``: the frames come from the mp4, squashed; a ``squash`` member serves ``squash``."""
+    key = next(iter(clips))
+    m, crop_member = clips[key], members[key][presampled.FRAMES_EXT]
+    squash = data.SampleSpec(frames=N, image_size=SIZE, audio_slices=2, slice_frames=128, audio_rate=RATE,
+                             resize="squash")
+    squashed = video.decode_frames(m["mp4"], N, SIZE, None, "squash")
+    cropped = video.decode_frames(m["mp4"], N, SIZE, None)
+    assert (squashed != cropped).any()                                  # a 4:3 picture: the modes differ
+    assert json.loads(crop_member.partition(b"\n")[0])["resize"] == "crop"
+    assert presampled.read_frames(crop_member, N, SIZE, None, "squash") is None
+    assert (presampled.frames({**m, presampled.FRAMES_EXT: crop_member}, squash, None) == squashed).all()
+    line, _, body = crop_member.partition(b"\n")
+    legacy = json.dumps({k: v for k, v in json.loads(line).items() if k != "resize"}).encode() + b"\n" + body
+    assert (presampled.frames({**m, presampled.FRAMES_EXT: legacy}, SPEC, None) == _jpeg_roundtrip(cropped)).all()
+    assert presampled.read_frames(legacy, N, SIZE, None, "squash") is None          # no mode recorded: crop
+    squash_member = presampled.frames_member(m["mp4"], N, K, SIZE, resize="squash")
+    assert (presampled.frames({**m, presampled.FRAMES_EXT: squash_member}, squash, None)
+            == _jpeg_roundtrip(squashed)).all()
+    assert presampled.read_frames(squash_member, N, SIZE, None, "crop") is None
 
 
 def test_the_filterbank_member_is_keyed_by_every_audio_setting(monkeypatch):
@@ -172,7 +196,10 @@ def test_the_build_setting_is_off_by_default_and_checked(tmp_path):
     from valor_data.shards.config import ShardConfig
 
     assert ShardConfig().presampled() is None                   # existing shards stay byte-identical
-    assert ShardConfig(presampled_frames=3).presampled() == {"frames": 3, "segments": 8, "size": 224,
-                                                             "quality": 90, "audio_rate": 22050}
+    assert ShardConfig(presampled_frames=3).presampled() == {"frames": 3, "segments": 4, "size": 224,   # base's
+                                                             "resize": "squash", "quality": 90,        # training
+                                                             "audio_rate": 22050}
     result = CliRunner().invoke(cli, ["build-shards", "-w", str(tmp_path / "w"), "--presampled-frames", "-1"])
     assert result.exit_code != 0 and "presampled_frames must be >= 0" in str(result.exception)
+    result = CliRunner().invoke(cli, ["build-shards", "-w", str(tmp_path / "w"), "--presampled-resize", "stretch"])
+    assert result.exit_code != 0 and "'stretch' is not one of" in result.output

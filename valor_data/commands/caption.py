@@ -27,25 +27,30 @@ def parse_threshold(value: str | None) -> float | dict | None:
 @click.option("--min-score", help="Keep captions whose MGA t2av score is at least this: a number, pP (the P-th "
                                   "percentile of the generated ones) or none. Default: the pipeline's, else p20.")
 @click.option("--beam", type=int, help="Beam size (VALOR: 3).")
-@click.option("--distributor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Worker processes (one per GPU on a GPU host).")
+@click.option("--distributor", type=click.Choice(["local", "ray", "torchrun"]), default="local", show_default=True,
+              help="torchrun: one process per GPU, started by torchrun --nproc_per_node N $(which valor-data).")
+@click.option("--workers", default=1, show_default=True, help="Worker processes or Ray actors (one per GPU on CUDA).")
+@click.option("--gpus-per-worker", type=float, help="GPUs each worker holds (default 1 when the model runs on CUDA, "
+                                                     "else 0; Ray takes fractions).")
 @click.option("--ray-address", help="Ray cluster to join (with --distributor ray).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs.")
 @click.option("--task-size", type=int, help="Clips per task (overrides the pipeline).")
 @click.option("--redo", type=click.Choice(["all", "failed"]), help="Caption again: every clip, or failed ones.")
 @click.option("--limit", type=int, help="Caption at most this many new clips.")
-def caption(workdir, pipeline, checkpoint, min_score, beam, distributor, workers, ray_address, device, task_size,
-            redo, limit):
+def caption(workdir, pipeline, checkpoint, min_score, beam, distributor, workers, gpus_per_worker, ray_address, device,
+            task_size, redo, limit):
     """Generate audio-visual captions (MGC beam search) for uncaptioned clips, keep those MGA scores well."""
     from valor_data.config import load_pipeline, load_section
     from valor_data.curate.pseudo import CaptionConfig, run_caption
 
     threshold = parse_threshold(min_score)
-    overrides = {"checkpoint": checkpoint, "beam": beam, "device": device, "task_size": task_size}
+    overrides = {"checkpoint": checkpoint, "beam": beam, "device": device, "task_size": task_size,
+                 "gpus_per_worker": gpus_per_worker}
     config = load_section(CaptionConfig, load_pipeline(pipeline), "caption",
                           {**overrides, "min_score": None if threshold == "none" else threshold})
     if threshold == "none":
         config.min_score = None
     summary = run_caption(workdir, config, distributor, workers, ray_address, redo, limit)
-    click.echo("\n".join(summary.lines()))
-    click.echo(f"table: {workdir.path('pseudo_captions.parquet')}")
+    if summary is not None:   # None: a torchrun rank other than 0
+        click.echo("\n".join(summary.lines()))
+        click.echo(f"table: {workdir.path('pseudo_captions.parquet')}")

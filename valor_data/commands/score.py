@@ -11,8 +11,11 @@ from valor_data.commands.common import pipeline_option, workdir_option
 @workdir_option
 @pipeline_option
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A trainer checkpoint (ckpt.pt).")
-@click.option("--distributor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Worker processes (one per GPU on a GPU host).")
+@click.option("--distributor", type=click.Choice(["local", "ray", "torchrun"]), default="local", show_default=True,
+              help="torchrun: one process per GPU, started by torchrun --nproc_per_node N $(which valor-data).")
+@click.option("--workers", default=1, show_default=True, help="Worker processes or Ray actors (one per GPU on CUDA).")
+@click.option("--gpus-per-worker", type=float, help="GPUs each worker holds (default 1 when the model runs on CUDA, "
+                                                     "else 0; Ray takes fractions).")
 @click.option("--ray-address", help="Ray cluster to join (with --distributor ray).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs (overrides the pipeline).")
 @click.option("--batch-size", type=int, help="Clips per forward pass (overrides the pipeline).")
@@ -21,15 +24,16 @@ from valor_data.commands.common import pipeline_option, workdir_option
               help="Which captions to score: the manifest's (default), the kept pseudo-captions, or both.")
 @click.option("--redo", type=click.Choice(["all", "failed"]), help="Score again: every clip, or failed ones.")
 @click.option("--limit", type=int, help="Score at most this many new clips.")
-def score(workdir, pipeline, checkpoint, distributor, workers, ray_address, device, batch_size, task_size,
-          captions, redo, limit):
+def score(workdir, pipeline, checkpoint, distributor, workers, gpus_per_worker, ray_address, device, batch_size,
+          task_size, captions, redo, limit):
     """MGA similarities, MGC log-likelihoods and the audio-video correspondence of every fetched clip."""
     from valor_data.config import load_pipeline, load_section
     from valor_data.curate.score import ScoreConfig, run_score
 
     config = load_section(ScoreConfig, load_pipeline(pipeline), "score",
                           {"checkpoint": checkpoint, "device": device, "batch_size": batch_size,
-                           "task_size": task_size, "captions": captions})
+                           "task_size": task_size, "captions": captions, "gpus_per_worker": gpus_per_worker})
     summary = run_score(workdir, config, distributor, workers, ray_address, redo, limit)
-    click.echo("\n".join(summary.lines()))
-    click.echo(f"table: {workdir.path('scores.parquet')}")
+    if summary is not None:   # None: a torchrun rank other than 0
+        click.echo("\n".join(summary.lines()))
+        click.echo(f"table: {workdir.path('scores.parquet')}")

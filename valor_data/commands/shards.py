@@ -19,10 +19,13 @@ from valor_data.workdir import Workdir
 @click.option("--workers", type=int, help="Shards written at once.")
 @click.option("--presampled-frames", type=int,
               help="Also write K pre-sampled candidate frames per segment and the filterbank (0: off).")
+@click.option("--presampled-resize", type=click.Choice(["squash", "crop"]),
+              help="How the pre-sampled frames are resized, as the trainer's --frame-resize they serve "
+                   "(default: squash, VALOR's recipes).")
 @click.option("--captions", type=click.Choice(["human", "pseudo", "both"]),
               help="Whose captions the samples carry: the manifest's, the kept pseudo-captions, or both "
                    "(human where a clip has them). Default: human.")
-def build_shards(workdir, pipeline, max_bytes, max_samples, workers, presampled_frames, captions):
+def build_shards(workdir, pipeline, max_bytes, max_samples, workers, presampled_frames, presampled_resize, captions):
     """Write every split's WebDataset tars, index, shard lists, caption exports and dataset card."""
     from valor_data.config import load_pipeline, load_section
     from valor_data.shards.build import build_shards as build
@@ -30,7 +33,7 @@ def build_shards(workdir, pipeline, max_bytes, max_samples, workers, presampled_
 
     spec = load_pipeline(pipeline)
     overrides = {"max_bytes": max_bytes, "max_samples": max_samples, "workers": workers,
-                 "presampled_frames": presampled_frames, "captions": captions}
+                 "presampled_frames": presampled_frames, "presampled_resize": presampled_resize, "captions": captions}
     summary = build(workdir, load_section(ShardConfig, spec, "shards", overrides), spec)
     for line in summary.lines():
         click.echo(line)

@@ -50,7 +50,8 @@ def _echo_result(result: dict, as_json: bool) -> None:
     click.echo(f"checkpoint: {result['checkpoint']} (step {result['step']})")
     if "retrieval" not in result:
         return
-    click.echo(f"evaluated on {result['split']}: {result['n']} clips")
+    click.echo(f"evaluated on {result['split']}: {result['n']} clips, {result['frames']} frames each "
+               f"({result['frame_resize']})")
     for direction, name in (("retrieval", "t2{}"), ("retrieval_c2t", "{}2t")):
         for group, scores in result[direction].items():
             click.echo(f"{name.format(group[1:])}: R@1 {scores['r1']:.3f} R@5 {scores['r5']:.3f} "
@@ -83,6 +84,13 @@ def _echo_result(result: dict, as_json: bool) -> None:
 @click.option("--lr", type=float, help="Learning rate (default: the recipe's).")
 @click.option("--warmup-ratio", type=float, help="Share of the steps with a linear warmup (VALOR: 0.1).")
 @click.option("--warmup-steps", type=int, help="An explicit warmup length instead of the ratio.")
+@click.option("--frames", type=int, help="Frames per training clip (VALOR: 4; default: the recipe's, tiny: the "
+              "model's).")
+@click.option("--eval-frames", type=int, help="Frames per evaluation clip (VALOR-32K test: 8; default: the recipe's, "
+              "tiny: the model's).")
+@click.option("--frame-resize", type=click.Choice(["squash", "crop"]),
+              help="squash: each frame scaled to the model's size, aspect ratio not kept (VALOR's); crop: short "
+              "side to the size, centre crop (default: squash for pretrain/finetune, crop for tiny).")
 @click.option("--workers", type=int, help="DataLoader workers per process.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--seed", type=int)

@@ -1,18 +1,18 @@
 """Pseudo-captions (``valor-data caption``): MGC beam search for the fetched clips without a
 caption, each scored by MGA, kept above a threshold -> ``W/pseudo_captions.parquet``.
 
-Generation is the expensive part and is resumable per task (``W/pseudo/tasks/``, the local
-pool or Ray, as ``score``); the threshold (``min_score``: a number, or ``{percentile: P}`` of
-the generated captions' scores) is applied to the stored scores on every run, so changing it
-regenerates nothing. One row per uncaptioned fetched clip: ``caption``, its MGA similarities
-``tv`` / ``ta`` / ``tav`` with the clip, its MGC ``loglik``, the clip's ``av_score``, ``kept``,
-and the checkpoint's ``checkpoint_sha256``. split and build-shards read the kept ones
-(``--captions pseudo|both``).
+Generation is the expensive part and is resumable per task (``W/pseudo/tasks/``, on the local
+pool, Ray or torchrun's ranks, placed on GPUs as ``score``'s); the threshold (``min_score``: a
+number, or ``{percentile: P}`` of the generated captions' scores) is applied to the stored scores
+on every run, so changing it regenerates nothing. One row per uncaptioned fetched clip:
+``caption``, its MGA similarities ``tv`` / ``ta`` / ``tav`` with the clip, its MGC ``loglik``,
+the clip's ``av_score``, ``kept``, and the checkpoint's ``checkpoint_sha256``. split and
+build-shards read the kept ones (``--captions pseudo|both``).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +22,18 @@ import pyarrow.compute as pc
 
 from valor_data.curate import agreement
 from valor_data.curate.captions import PSEUDO_FILE
-from valor_data.curate.score import ScoreSummary, fetched_with_captions, prepared, scored_ids
-from valor_data.distribute import plan, read_results, run_tasks, stage_lock
+from valor_data.curate.score import (
+    ScoreSummary,
+    check_placement,
+    fetched_with_captions,
+    prepared,
+    run_model_tasks,
+    scored_ids,
+)
+from valor_data.distribute import plan, read_results, stage_lock, torchrun_rank
 from valor_data.distribute.tasks import Task, latest
 from valor_data.table import write_table
 from valor_data.workdir import Workdir
-
-log = logging.getLogger(__name__)
 
 STAGE = "pseudo"
 GENERATED_SCHEMA = pa.schema([
@@ -55,6 +60,8 @@ class CaptionConfig:
     device: str = "auto"
     bf16: bool = True
     cpu_threads: int = 1
+    gpus_per_worker: float | None = None   # None: 1 when the model runs on CUDA, else 0
+    rank_timeout_s: float = 1800.0  # torchrun: the longest a rank waits for the others at a barrier
     checkpoint_sha256: str = field(default="", repr=False)
 
     def __post_init__(self):
@@ -64,6 +71,7 @@ class CaptionConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.min_score is not None and not isinstance(self.min_score, int | float | dict):
             raise ValueError(f"min_score must be a number or {{percentile: P}}, not {self.min_score!r}")
+        check_placement(self)
 
 
 def uncaptioned(workdir: Workdir) -> pa.Table:
@@ -74,19 +82,20 @@ def uncaptioned(workdir: Workdir) -> pa.Table:
 
 
 def run_caption(workdir: Workdir, config: CaptionConfig, distributor: str = "local", workers: int = 1,
-                ray_address: str | None = None, redo: str | None = None, limit: int | None = None) -> ScoreSummary:
-    """Caption what has no caption yet, then judge every generated caption into ``W/pseudo_captions.parquet``."""
+                ray_address: str | None = None, redo: str | None = None,
+                limit: int | None = None) -> ScoreSummary | None:
+    """Caption what has no caption yet, then judge every generated caption into ``W/pseudo_captions.parquet``.
+    None on a torchrun rank other than 0 (rank 0 judges and reports)."""
     started = time.monotonic()
+    rank, _ = torchrun_rank(distributor)
     config = prepared(config)
-    with stage_lock(workdir, STAGE):
+    with stage_lock(workdir, STAGE) if rank == 0 else contextlib.nullcontext():
         clips = uncaptioned(workdir)
         tasks = plan(clips.to_pylist(), STAGE, workdir, scored_ids(workdir, STAGE, redo, config.checkpoint_sha256),
                      config.task_size, limit)
-        made = 0
-        for result in run_tasks(caption_task, tasks, config, distributor, workers, ray_address):
-            made += result["clips"]
-            log.info("caption task %d: %d clips %s (%d this run)", result["index"], result["clips"],
-                     result["status"], made)
+        made = run_model_tasks(STAGE, caption_task, tasks, config, distributor, workers, ray_address)
+        if rank:
+            return None
         table = judge(workdir, config, clips.column("clip_id"))
     statuses = {"kept": sum(table.column("kept").to_pylist())} if table.num_rows else {}
     statuses["generated"] = table.num_rows

@@ -17,15 +17,19 @@ Per clip (``W/scores.parquet``):
   chance, from its frames (row) and for its audio (column), averaged (``scoring.av_scores``).
   Null when the task holds fewer than two clips or no caption (the captions are the bridge).
 
-Scoring is resumable per task (``W/scores/tasks/``), on the local pool or Ray; every clip ends
-``ok`` or ``error`` with the reason. Tasks are planned in clip order, so every distributor
-scores the same clips together and gives the same numbers (one CPU thread per worker).
+Scoring is resumable per task (``W/scores/tasks/``), on the local pool, Ray or torchrun's ranks;
+every clip ends ``ok`` or ``error`` with the reason. Tasks are planned in clip order, so every
+distributor scores the same clips together and gives the same numbers (one CPU thread per worker).
+On CUDA each worker holds one GPU (``gpu_placement``); under torchrun every rank scores its share
+on ``cuda:LOCAL_RANK`` and rank 0 alone holds the stage lock and collects ``W/scores.parquet``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from valor_data.curate.captions import choose, kept_captions
-from valor_data.distribute import plan, read_results, run_tasks, stage_lock
+from valor_data.distribute import plan, read_results, run_tasks, stage_lock, torchrun_rank
 from valor_data.distribute.tasks import Task, latest
 from valor_data.errors import ValorError
 from valor_data.table import read_table, write_table
@@ -71,11 +75,14 @@ class ScoreConfig:
     bf16: bool = True               # autocast to bfloat16 on CUDA (CPU: float32)
     cpu_threads: int = 1            # torch threads per worker on CPU (1: one core each, reproducible)
     captions: str = "human"         # human | pseudo | both: which captions are scored (``captions.choose``)
+    gpus_per_worker: float | None = None   # None: 1 when the model runs on CUDA, else 0 (CPU placement)
+    rank_timeout_s: float = 1800.0  # torchrun: the longest a rank waits for the others at a barrier
     checkpoint_sha256: str = field(default="", repr=False)   # filled by the run
 
     def __post_init__(self):
         if self.batch_size < 1 or self.task_size < 1 or self.cpu_threads < 1:
             raise ValueError("batch_size, task_size and cpu_threads must be at least 1")
+        check_placement(self)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.captions not in ("human", "pseudo", "both"):
@@ -142,21 +149,66 @@ def scored_ids(workdir: Workdir, stage: str, redo: str | None, checkpoint_sha256
     return set(table.column("clip_id").to_pylist())
 
 
+def check_placement(config) -> None:
+    """``gpus_per_worker`` and ``rank_timeout_s`` of a score or caption config are in range."""
+    if config.gpus_per_worker is not None and config.gpus_per_worker < 0:
+        raise ValueError(f"gpus_per_worker must be at least 0, not {config.gpus_per_worker}")
+    if config.rank_timeout_s <= 0:
+        raise ValueError(f"rank_timeout_s must be positive, not {config.rank_timeout_s}")
+
+
+def visible_gpus() -> tuple[str, ...]:
+    """The GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else every GPU torch counts."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return tuple(part.strip() for part in listed.split(",") if part.strip())
+    import torch
+
+    return tuple(str(i) for i in range(torch.cuda.device_count()))
+
+
+def gpu_placement(config, distributor: str) -> tuple[float, tuple[str, ...]]:
+    """(GPUs per worker, the GPU ids a local pool pins its workers to): ``config.gpus_per_worker``,
+    else 1 when the model runs on CUDA (``device`` cuda, or auto and this process sees a GPU)."""
+    gpus = config.gpus_per_worker
+    if gpus is None:
+        if config.device == "auto":
+            import torch
+
+            gpus = 1.0 if torch.cuda.is_available() else 0.0
+        else:
+            gpus = 1.0 if config.device == "cuda" else 0.0
+    return gpus, visible_gpus() if gpus and distributor == "local" else ()
+
+
+def run_model_tasks(stage: str, fn, tasks, config, distributor: str, workers: int, ray_address: str | None) -> int:
+    """Run score or caption tasks on the GPUs ``gpu_placement`` gives; the clips they held."""
+    gpus, gpu_ids = gpu_placement(config, distributor)
+    done = 0
+    for result in run_tasks(fn, tasks, config, distributor, workers, ray_address, gpus=gpus, gpu_ids=gpu_ids,
+                            rank_timeout_s=config.rank_timeout_s):
+        done += result["clips"]
+        log.info("%s task %d: %d clips %s (%d this run)", stage, result["index"], result["clips"],
+                 result["status"], done)
+    return done
+
+
 def run_score(workdir: Workdir, config: ScoreConfig, distributor: str = "local", workers: int = 1,
-              ray_address: str | None = None, redo: str | None = None, limit: int | None = None) -> ScoreSummary:
-    """Score what is not scored yet, then write ``W/scores.parquet`` (every fetched clip once)."""
+              ray_address: str | None = None, redo: str | None = None,
+              limit: int | None = None) -> ScoreSummary | None:
+    """Score what is not scored yet, then write ``W/scores.parquet`` (every fetched clip once).
+    None on a torchrun rank other than 0 (rank 0 collects and reports)."""
     started = time.monotonic()
+    rank, _ = torchrun_rank(distributor)
     config = prepared(config)
-    with stage_lock(workdir, STAGE):
+    with stage_lock(workdir, STAGE) if rank == 0 else contextlib.nullcontext():
         clips = fetched_with_captions(workdir, config.captions)
         rows = clips.to_pylist()
         tasks = plan(rows, STAGE, workdir, scored_ids(workdir, STAGE, redo, config.checkpoint_sha256),
                      config.task_size, limit)
-        scored = 0
-        for result in run_tasks(score_task, tasks, config, distributor, workers, ray_address):
-            scored += result["clips"]
-            log.info("score task %d: %d clips %s (%d this run)", result["index"], result["clips"],
-                     result["status"], scored)
+        scored = run_model_tasks(STAGE, score_task, tasks, config, distributor, workers, ray_address)
+        if rank:
+            return None
         table = collect_scores(workdir, clips.column("clip_id"))
     statuses = dict(Counter(table.column("status").to_pylist()))
     return ScoreSummary(table.num_rows, scored, statuses, time.monotonic() - started)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 
 import torch
 
@@ -25,18 +26,27 @@ _LOADED: dict[str, tuple] = {}
 GROUPS = ("tv", "ta", "tav")
 
 
-def load(config) -> tuple[VALOR, object, torch.device]:
-    """(model, tokenizer, device) for ``config.checkpoint``, loaded once per process."""
+def load(config) -> tuple[VALOR, object, torch.device, data.SampleSpec]:
+    """(model, tokenizer, device, how clips decode) for ``config.checkpoint``, loaded once per process."""
     key = config.checkpoint_sha256 or config.checkpoint
     if key not in _LOADED:
         want = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(want)
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if want == "cuda" else torch.device(want)
         if device.type == "cpu":
             torch.set_num_threads(config.cpu_threads)
-        model, tokenizer, _ = loop.model_from_checkpoint(config.checkpoint)
+        else:   # torchrun: this rank's GPU; a pool worker or Ray actor sees only its own (index 0)
+            torch.cuda.set_device(device)
+        model, tokenizer, state = loop.model_from_checkpoint(config.checkpoint)
         _LOADED.clear()
-        _LOADED[key] = (model.to(device).eval(), tokenizer, device)
+        _LOADED[key] = (model.to(device).eval(), tokenizer, device, eval_spec(model, state))
     return _LOADED[key]
+
+
+def eval_spec(model: VALOR, state: dict) -> data.SampleSpec:
+    """Clips decode as the checkpoint's run evaluated them (its ``eval_frames`` and ``frame_resize``);
+    a checkpoint saved before they existed: the model's frames, ``crop``."""
+    trained = state.get("train_config") or {}
+    return data.SampleSpec.of(model.cfg, trained.get("eval_frames"), trained.get("frame_resize") or "crop")
 
 
 def decode_clip(workdir: Workdir, row: dict, spec: data.SampleSpec) -> dict:
@@ -154,8 +164,8 @@ def caption_scores(model: VALOR, tokenizer, clips: dict, device: torch.device, c
 @torch.no_grad()
 def score_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
     """Score rows of one task: one result row per input row (``ok`` or ``error``)."""
-    model, tokenizer, device = load(config)
-    decoded, failed = decode_rows(workdir, rows, data.SampleSpec.of(model.cfg))
+    model, tokenizer, device, spec = load(config)
+    decoded, failed = decode_rows(workdir, rows, spec)
     out = [{"clip_id": cid, "status": "error", "error": why} for cid, why in failed.items()]
     if not decoded:
         return out
@@ -174,8 +184,8 @@ def score_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
 def caption_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
     """Caption rows of one task by MGC beam search (``evaluate.captions``) and score each caption
     with its clip: one result row per input row (``ok`` or ``error``)."""
-    model, tokenizer, device = load(config)
-    decoded, failed = decode_rows(workdir, rows, data.SampleSpec.of(model.cfg))
+    model, tokenizer, device, spec = load(config)
+    decoded, failed = decode_rows(workdir, rows, spec)
     out = [{"clip_id": cid, "status": "error", "error": why} for cid, why in failed.items()]
     if not decoded:
         return out

@@ -25,11 +25,14 @@ class ShardConfig:
     exports: dict[str, str] = field(default_factory=_valor_exports)
     title: str = "VALOR-1M / VALOR-32K"
     # pre-sampled training inputs (``valor_data/train/presampled.py``), off by default: K candidate
-    # frames per segment (0: none), the segments and the frame size they serve, the JPEG quality,
-    # and the sample rate of the stored filterbank (the model's ``audio_rate``)
+    # frames per segment (0: none), the segments, frame size and resize mode they serve (defaults:
+    # the base preset's training under VALOR's recipes: 4 frames at 224, ``squash``; the trainer
+    # decodes the mp4 whenever they differ from its own), the JPEG quality, and the sample rate of
+    # the stored filterbank (the model's ``audio_rate``)
     presampled_frames: int = 0
-    presampled_segments: int = 8
+    presampled_segments: int = 4
     presampled_size: int = 224
+    presampled_resize: str = "squash"     # squash | crop (``train.frame_resize``)
     presampled_quality: int = 90
     presampled_audio_rate: int = 22050
     captions: str = "human"               # human | pseudo | both: whose captions the samples carry
@@ -44,6 +47,8 @@ class ShardConfig:
             raise ValueError("presampled_frames must be >= 0, presampled_segments and presampled_size positive")
         if not 1 <= self.presampled_quality <= 95:
             raise ValueError("presampled_quality must be in 1..95")
+        if self.presampled_resize not in ("squash", "crop"):
+            raise ValueError(f"presampled_resize must be squash or crop, not {self.presampled_resize!r}")
         if self.captions not in ("human", "pseudo", "both"):
             raise ValueError(f"captions must be human, pseudo or both, not {self.captions!r}")
 
@@ -52,4 +57,5 @@ class ShardConfig:
         if not self.presampled_frames:
             return None
         return {"frames": self.presampled_frames, "segments": self.presampled_segments, "size": self.presampled_size,
-                "quality": self.presampled_quality, "audio_rate": self.presampled_audio_rate}
+                "resize": self.presampled_resize, "quality": self.presampled_quality,
+                "audio_rate": self.presampled_audio_rate}

@@ -112,7 +112,7 @@ def presampled_members(sample: Sample, settings: dict) -> list[tuple[str, bytes]
     from valor_data.train import presampled
 
     frames = presampled.frames_member(sample.mp4.read_bytes(), settings["segments"], settings["frames"],
-                                      settings["size"], settings["quality"])
+                                      settings["size"], settings["quality"], settings["resize"])
     fbank = presampled.fbank_member(sample.flac.read_bytes(), settings["audio_rate"])
     return [(f"{sample.key}.{presampled.FRAMES_EXT}", frames),
             (f"{sample.key}.{presampled.fbank_ext(settings['audio_rate'])}", fbank)]

@@ -18,6 +18,17 @@ parameter groups (``optim/misc.py`` ``build_optimizer``): the CLIP layers at ``c
 - ``tiny`` (random init, minutes on a CPU): one rate, 5e-4, for every layer (a random CLIP
   at 5e-7 would never learn).
 
+The frames follow the recipe too. ``frames``: frames per training clip, ``eval_frames``: per
+evaluation clip (each a random frame of one of N uniform segments in training, its middle one
+at evaluation, ``data/data.py`` ``VideoMapper``); ``frame_resize``: ``squash`` (the frame
+scaled to S x S, the aspect ratio not kept: ``Resize((S, S))``, VALOR's default
+``video_transforms: none``) or ``crop`` (short side to S, centre crop: VALOR's ``crop_flip``
+test transform). ``pretrain`` and ``finetune``: 4 frames in training, 8 at evaluation
+(``video_sample_num`` of ``config/caption-valor32k.json``; the pretraining config trains on
+4), ``squash``. ``tiny``: the model's ``frames`` for both (``model: {frames: N}``), ``crop``.
+The model takes any count up to ``model.MAX_FRAMES`` (its frame embeddings' rows); the
+decoder's memory is then ``eval_frames`` x frame tokens + audio tokens at evaluation.
+
 The recipe defaults to ``tiny`` for the tiny preset and ``pretrain`` for ``base``. Batch size
 and steps stay the run's own (``steps`` x ``batch_size`` x processes samples).
 """
@@ -26,10 +37,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-RECIPES: dict[str, dict[str, float]] = {
-    "tiny": {"lr": 5e-4},
-    "pretrain": {"lr": 1e-4, "vision_lr": 5e-7},
-    "finetune": {"lr": 2e-5, "vision_lr": 5e-7},
+RECIPES: dict[str, dict] = {
+    "tiny": {"lr": 5e-4, "frame_resize": "crop"},
+    "pretrain": {"lr": 1e-4, "vision_lr": 5e-7, "frames": 4, "eval_frames": 8, "frame_resize": "squash"},
+    "finetune": {"lr": 2e-5, "vision_lr": 5e-7, "frames": 4, "eval_frames": 8, "frame_resize": "squash"},
 }
 
 
@@ -56,6 +67,9 @@ class TrainConfig:
     warmup_steps: int | None = None          # an explicit warmup length instead of the ratio
     weight_decay: float = 0.01
     grad_clip: float = 5.0                   # max gradient norm (0: no clipping)
+    frames: int | None = None                # frames per training clip (None: the recipe's, else the model's)
+    eval_frames: int | None = None           # frames per evaluation clip (None: the recipe's, else the model's)
+    frame_resize: str | None = None          # squash | crop (None: the recipe's)
     seed: int = 0
     workers: int | None = None               # DataLoader workers per process (None: workers.default_workers,
                                              #   min(cores per process - 1, 8))
@@ -109,9 +123,24 @@ class TrainConfig:
         for name in ("vision_lr", "audio_lr", "text_lr"):
             if getattr(self, name) is None:
                 setattr(self, name, recipe.get(name, self.lr))
+        for name in ("frames", "eval_frames", "frame_resize"):
+            if getattr(self, name) is None:
+                setattr(self, name, recipe.get(name))
+        self._check_frames()
         self.betas = tuple(self.betas)
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+
+    def _check_frames(self) -> None:
+        from valor_data.train.model import MAX_FRAMES
+        from valor_data.train.video import RESIZE_MODES
+
+        for name in ("frames", "eval_frames"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= MAX_FRAMES:
+                raise ValueError(f"{name} must be in 1..{MAX_FRAMES} (the model's frame embeddings), not {value}")
+        if self.frame_resize not in RESIZE_MODES:
+            raise ValueError(f"frame_resize must be one of {', '.join(RESIZE_MODES)}, not {self.frame_resize!r}")
 
     @property
     def warmup(self) -> int:

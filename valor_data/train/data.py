@@ -46,7 +46,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """What one sample decodes to (from the model's shape)."""
+    """What one sample decodes to (from the model's shape, the frame count and resize mode of the
+    training or the evaluation side)."""
 
     frames: int = 4
     image_size: int = 64
@@ -54,11 +55,13 @@ class SampleSpec:
     slice_frames: int = 512
     max_text_len: int = 32
     audio_rate: int = audio.SAMPLE_RATE      # the filterbank's rate (FLAC is resampled to it)
+    resize: str = "crop"                     # squash | crop (``video.resize_frame``)
 
     @classmethod
-    def of(cls, model_cfg) -> SampleSpec:
-        return cls(model_cfg.frames, model_cfg.image_size, model_cfg.audio_slices, model_cfg.slice_frames,
-                   model_cfg.max_text_len, model_cfg.audio_rate)
+    def of(cls, model_cfg, frames: int | None = None, resize: str = "crop") -> SampleSpec:
+        """The model's shape with ``frames`` per clip (None: the model's ``frames``)."""
+        return cls(model_cfg.frames if frames is None else frames, model_cfg.image_size, model_cfg.audio_slices,
+                   model_cfg.slice_frames, model_cfg.max_text_len, model_cfg.audio_rate, resize)
 
 
 # -- which tars -----------------------------------------------------------------------------

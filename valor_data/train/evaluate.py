@@ -258,14 +258,16 @@ def evaluate_split(root: str | os.PathLike, cfg, model: VALOR, tokenizer, device
     if note:
         log.warning("%s", note)
     urls = data.resolve_shards(root, split, cfg.eval_shards)
-    stream = data.ShardStream(urls, data.SampleSpec.of(model.cfg), tokenizer, cfg.eval_batch_size, train=False)
+    spec = data.SampleSpec.of(model.cfg, cfg.eval_frames, cfg.frame_resize)
+    stream = data.ShardStream(urls, spec, tokenizer, cfg.eval_batch_size, train=False)
     batches = tars.Received(data.make_loader(stream, cfg.workers, pin_memory=device.type == "cuda"))
     with data.cpu_threads_beside(cfg.workers, device):
         result = evaluate(model.to(device), tokenizer, batches, device, cfg.beam_size, cfg.caption_samples,
                           cfg.eval_max_samples, cfg.bf16, cfg.max_caption_tokens, cfg.length_penalty,
                           with_controls, cfg.seed)
     shards = tars.check_complete(urls, batches.per_shard, cfg.eval_max_missing, cfg.eval_max_samples)
-    return {"split": split, **({"note": note} if note else {}), **result, "shards": shards}
+    return {"split": split, **({"note": note} if note else {}), "frames": spec.frames, "frame_resize": spec.resize,
+            **result, "shards": shards}
 
 
 def write_result(result: dict, path: str | os.PathLike) -> Path:

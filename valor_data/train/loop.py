@@ -290,9 +290,9 @@ def train(root: str | os.PathLike, cfg: TrainConfig, run_dir: str | os.PathLike 
             model, device_ids=[proc.local_rank] if proc.device.type == "cuda" else None,
             find_unused_parameters=not run.model_cfg.fine_grained)
     torch.manual_seed(cfg.seed * 1000 + proc.rank + run.step)        # MGC masking
-    stream = data.ShardStream(urls, data.SampleSpec.of(run.model_cfg), run.tokenizer, cfg.batch_size, train=True,
-                              seed=cfg.seed + run.step, rank=proc.rank, world=proc.world,
-                              shuffle_buffer=cfg.shuffle_buffer)
+    spec = data.SampleSpec.of(run.model_cfg, cfg.frames, cfg.frame_resize)
+    stream = data.ShardStream(urls, spec, run.tokenizer, cfg.batch_size, train=True, seed=cfg.seed + run.step,
+                              rank=proc.rank, world=proc.world, shuffle_buffer=cfg.shuffle_buffer)
     batches = iter(data.make_loader(stream, cfg.workers, workers.pin_memory(cfg.pin_memory, proc.device.type),
                                     cfg.prefetch))
     with data.cpu_threads_beside(cfg.workers, proc.device):

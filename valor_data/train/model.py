@@ -119,7 +119,7 @@ class ModelConfig:
 
 
 # base: VALOR's test-time shape for VALOR-32K (config/caption-valor32k.json: 8 frames, 2 audio
-# slices; pretraining and fine-tuning train on 4 frames: --model frames=4) with BERT-base,
+# slices; pretraining and fine-tuning train on 4 frames: the recipes' train.frames) with BERT-base,
 # CLIP ViT-B/16 and AST-base widths, pretraining's 40-token captions (fine-tuning: 30,
 # --model max_text_len=32) and dropout 0.1 (model/modeling.py base_cfg).
 PRESETS = {

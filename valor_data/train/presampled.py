@@ -4,18 +4,19 @@ Decoding H.264 and computing the filterbank is most of a sample's CPU cost; buil
 do it once (``shards.presampled_frames``) and the trainer then reads:
 
 - ``<key>.jpgs``: for each of N uniform segments (``video.segments``) K candidate frames, JPEG
-  at the training size (``video.resize_crop``: short side to the size, centre crop), behind a
-  JSON header line (``n``, ``k``, ``size``, ``total``, the frame ``index`` and byte ``length``
-  of each candidate, segment by segment). Candidates are spread evenly over their segment, the
-  middle one (index ``k // 2``) being the frame the video path picks at test time. Training
-  picks one candidate per segment at random, test time the middle one.
+  at the training size and resize mode (``video.resize_frame``: ``squash`` or ``crop``), behind
+  a JSON header line (``n``, ``k``, ``size``, ``resize``, ``total``, the frame ``index`` and
+  byte ``length`` of each candidate, segment by segment; a header without ``resize`` is
+  ``crop``, as every member was before the mode was recorded). Candidates are spread evenly
+  over their segment, the middle one (index ``k // 2``) being the frame the video path picks
+  at test time. Training picks one candidate per segment at random, test time the middle one.
 - ``<key>.fbank_<settings>.npy``: the clip's whole log-mel filterbank [frames, mel bins] as
   float16 (before slicing and AST normalisation); ``<settings>`` is a hash of the audio
   settings it was computed with (``fbank_ext``), so a member made under other settings is
   not found and the trainer computes from the FLAC instead.
 
-``frames`` and ``fbank`` use the members when they fit the sample shape, else the video and
-audio paths: the output shape and the frame choice rule are the same either way.
+``frames`` and ``fbank`` use the members when they fit the sample shape and resize mode, else
+the video and audio paths: the output shape and the frame choice rule are the same either way.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def choose(k: int, n: int, rng: random.Random | None) -> list[int]:
 
 
 # -- writing (build-shards) -------------------------------------------------------------------
-def frames_member(mp4: bytes, n: int, k: int, size: int, quality: int = 90) -> bytes:
-    """The ``jpgs`` member of a clip: K candidates per segment, JPEG at ``size``."""
+def frames_member(mp4: bytes, n: int, k: int, size: int, quality: int = 90, resize: str = "crop") -> bytes:
+    """The ``jpgs`` member of a clip: K candidates per segment, JPEG at ``size``, resized as ``resize``."""
     import av
     from PIL import Image
 
@@ -64,14 +65,14 @@ def frames_member(mp4: bytes, n: int, k: int, size: int, quality: int = 90) -> b
         grid = candidates(total, n, k)
         wanted = sorted({i for row in grid for i in row})
         decoded = dict(zip(wanted, video.pick_frames(container, stream, wanted), strict=True))
-        crops = {i: video.resize_crop(frame, size) for i, frame in decoded.items()}
+        crops = {i: video.resize_frame(frame, size, resize) for i, frame in decoded.items()}
     jpegs = {}
     for i, crop in crops.items():
         out = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(crop.transpose(1, 2, 0))).save(out, "JPEG", quality=quality)
         jpegs[i] = out.getvalue()
     order = [i for row in grid for i in row]
-    head = {"format": FORMAT, "n": n, "k": k, "size": size, "total": total, "index": order,
+    head = {"format": FORMAT, "n": n, "k": k, "size": size, "resize": resize, "total": total, "index": order,
             "length": [len(jpegs[i]) for i in order]}
     return json.dumps(head, sort_keys=True, separators=(",", ":")).encode() + b"\n" + b"".join(jpegs[i] for i in order)
 
@@ -103,13 +104,16 @@ def is_member(ext: str) -> bool:
 
 
 # -- reading (the trainer) --------------------------------------------------------------------
-def read_frames(blob: bytes, n: int, size: int, rng: random.Random | None) -> np.ndarray | None:
-    """uint8 [n, 3, size, size] from a ``jpgs`` member, or None when it holds another shape."""
+def read_frames(blob: bytes, n: int, size: int, rng: random.Random | None,
+                resize: str = "crop") -> np.ndarray | None:
+    """uint8 [n, 3, size, size] from a ``jpgs`` member, or None when it holds another shape or
+    resize mode."""
     from PIL import Image
 
     line, _, body = blob.partition(b"\n")
     head = json.loads(line)
-    if (head.get("format"), head.get("n"), head.get("size")) != (FORMAT, n, size):
+    shape = (head.get("format"), head.get("n"), head.get("size"), head.get("resize", "crop"))
+    if shape != (FORMAT, n, size, resize):
         return None
     k, ends = head["k"], np.cumsum([0, *head["length"]])
     out = np.empty((n, 3, size, size), np.uint8)
@@ -123,10 +127,10 @@ def read_frames(blob: bytes, n: int, size: int, rng: random.Random | None) -> np
 def frames(sample: dict, spec, rng: random.Random | None) -> np.ndarray:
     """A sample's frames: from its ``jpgs`` member when it fits ``spec``, else decoded from the mp4."""
     if FRAMES_EXT in sample:
-        found = read_frames(sample[FRAMES_EXT], spec.frames, spec.image_size, rng)
+        found = read_frames(sample[FRAMES_EXT], spec.frames, spec.image_size, rng, spec.resize)
         if found is not None:
             return found
-    return video.decode_frames(sample["mp4"], spec.frames, spec.image_size, rng)
+    return video.decode_frames(sample["mp4"], spec.frames, spec.image_size, rng, spec.resize)
 
 
 def fbank(sample: dict, spec, rng: random.Random | None):

@@ -1,4 +1,8 @@
-"""Video frames for CLIP: N frames from uniform segments of a clip, resized and centre-cropped.
+"""Video frames for CLIP: N frames from uniform segments of a clip, each resized to S x S.
+
+Two resize modes (``RESIZE_MODES``): ``squash`` scales the frame to S x S, the aspect ratio not
+kept (VALOR's default ``video_transforms: none``, ``Resize((S, S))`` in ``data/data.py``);
+``crop`` scales its short side to S and keeps the centre (VALOR's ``crop_flip`` test transform).
 
 A frame at time t costs decoding every frame since the keyframe before t. When the clip has at
 least one keyframe per sampled frame (fetch writes one a second) each frame is reached by a
@@ -11,6 +15,8 @@ import io
 import random
 
 import numpy as np
+
+RESIZE_MODES = ("squash", "crop")
 
 
 def segments(total: int, n: int) -> list[tuple[int, int]]:
@@ -67,10 +73,16 @@ def by_seeking(container, stream, wanted: list[int]) -> list:
     return frames
 
 
-def resize_crop(frame, size: int) -> np.ndarray:
-    """Short side to ``size``, centre crop -> uint8 [3, size, size]."""
-    scale = size / min(frame.width, frame.height)
-    width, height = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
+def resize_frame(frame, size: int, mode: str) -> np.ndarray:
+    """A decoded frame -> uint8 [3, size, size]: ``squash`` (the whole picture scaled to size x
+    size) or ``crop`` (short side to ``size``, centre crop)."""
+    if mode == "squash":
+        width = height = size
+    elif mode == "crop":
+        scale = size / min(frame.width, frame.height)
+        width, height = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
+    else:
+        raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
     rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
     top, left = (height - size) // 2, (width - size) // 2
     return rgb[top:top + size, left:left + size].transpose(2, 0, 1)
@@ -84,11 +96,11 @@ def pick_frames(container, stream, wanted: list[int]) -> list:
     return by_seeking(container, stream, wanted) if keyframes >= len(wanted) else in_one_pass(packets, wanted)
 
 
-def decode_frames(data: bytes, n: int, size: int, rng: random.Random | None) -> np.ndarray:
-    """``n`` frames of an mp4 -> uint8 [n, 3, size, size]."""
+def decode_frames(data: bytes, n: int, size: int, rng: random.Random | None, resize: str = "crop") -> np.ndarray:
+    """``n`` frames of an mp4 -> uint8 [n, 3, size, size], resized as ``resize`` (``resize_frame``)."""
     import av
 
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         wanted = frame_indices(frame_count(container, stream), n, rng)
-        return np.stack([resize_crop(frame, size) for frame in pick_frames(container, stream, wanted)])
+        return np.stack([resize_frame(frame, size, resize) for frame in pick_frames(container, stream, wanted)])

@@ -81,7 +81,12 @@ def test_parameter_groups_have_the_configured_rates():
     assert members["audio.embeddings.patch_embeddings.projection.weight"] == "audio"
     assert members["text.bert.encoder.layer.0.crossattention.self.query.weight"] == "text"
     assert members["token_weight.text.0.weight"] == "heads" and members["video_frame_embedding"] == "heads"
-    assert members["video_type_embedding"] == "heads-no-decay" and members["audio.layernorm.weight"] == "audio-no-decay"
+    # VALOR's rule is by name (optim/misc.py): biases and BERT's LayerNorm are not decayed; CLIP's and
+    # AST's own norms and the type embeddings are (VALOR's ln_*, layernorm*, *_type_embeddings)
+    assert members["text.bert.encoder.layer.0.attention.output.LayerNorm.weight"] == "text-no-decay"
+    assert members["vision.encoder.layers.0.mlp.fc1.bias"] == "vision-no-decay"
+    assert members["video_type_embedding"] == "heads" and members["audio.layernorm.weight"] == "audio"
+    assert members["vision.encoder.layers.0.layer_norm1.weight"] == "vision"
     for _ in range(cfg.warmup):                                            # warmup: 10 % of the 300 steps
         optimizer.step()
         scheduler.step()

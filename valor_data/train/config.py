@@ -5,9 +5,12 @@ The model's shape is not here: it is the preset's ``ModelConfig`` (``model.py``)
 
 The optimisation follows a ``recipe`` (``RECIPES``); any field set explicitly wins over it.
 VALOR's (TXH-mercury/VALOR): AdamW, betas (0.9, 0.98), eps 1e-6 (``optim/adamw.py``), weight
-decay 0.01, gradient clipping at 5 (``grad_norm``), linear warmup over the first 10 % of the
-steps then linear decay to zero (``warmup_ratio``, ``optim/sched.py`` ``warmup_linear``), and
-parameter groups (``optim/misc.py`` ``build_optimizer``): the CLIP layers at ``clip_lr`` 5e-7
+decay 0.01 on every parameter but those whose name holds ``bias`` or ``LayerNorm.bias`` /
+``LayerNorm.weight`` (``no_decay``, ``optim/misc.py``: so BERT's norms are not decayed, while
+CLIP's ``ln_*``, AST's ``layernorm*`` and the type and frame embeddings are), gradient
+clipping at 5 (``grad_norm``), linear warmup over the first 10 % of the steps then linear
+decay to zero (``warmup_ratio``, ``optim/sched.py`` ``warmup_linear``), and parameter groups
+(``optim/misc.py`` ``build_optimizer``): the CLIP layers at ``clip_lr`` 5e-7
 (``train_utils.py``), everything else (BERT, AST, the new heads) at ``learning_rate``:
 
 - ``pretrain`` (``config/pretrain-VALOR-base.json``): learning rate 1e-4; VALOR trains 20
@@ -66,6 +69,8 @@ class TrainConfig:
     warmup_ratio: float = 0.1                # share of the steps with a linear warmup
     warmup_steps: int | None = None          # an explicit warmup length instead of the ratio
     weight_decay: float = 0.01
+    no_decay: tuple[str, ...] = ("bias", "LayerNorm.bias", "LayerNorm.weight")   # parameters whose name holds
+                                             #   one of these get no weight decay (VALOR's optim/misc.py)
     grad_clip: float = 5.0                   # max gradient norm (0: no clipping)
     frames: int | None = None                # frames per training clip (None: the recipe's, else the model's)
     eval_frames: int | None = None           # frames per evaluation clip (None: the recipe's, else the model's)
@@ -128,6 +133,7 @@ class TrainConfig:
                 setattr(self, name, recipe.get(name))
         self._check_frames()
         self.betas = tuple(self.betas)
+        self.no_decay = tuple(self.no_decay)
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
 

@@ -124,15 +124,15 @@ ENCODERS = ("text", "vision", "audio")        # the model's BERT, CLIP and AST a
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """AdamW groups, named ``<part>`` / ``<part>-no-decay``: each pretrained encoder (``text``,
     ``vision``, ``audio``) at its own rate, everything new (``heads``) at ``lr``; weight decay on
-    matrices and embedding tables, not on biases, norms and other vectors (VALOR: not on ``bias``
-    and ``LayerNorm``). Empty groups are left out."""
+    every parameter but those whose name holds one of ``cfg.no_decay`` (VALOR's rule, by name:
+    ``bias`` and BERT's ``LayerNorm``). Empty groups are left out."""
     rates = {"text": cfg.text_lr, "vision": cfg.vision_lr, "audio": cfg.audio_lr, "heads": cfg.lr}
     params: dict[str, list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         part = name.split(".")[0] if name.split(".")[0] in ENCODERS else "heads"
-        plain = param.ndim < 2
+        plain = any(part in name for part in cfg.no_decay)
         params.setdefault(part + ("-no-decay" if plain else ""), []).append(param)
     return [{"name": key, "params": group, "lr": rates[key.split("-")[0]],
              "weight_decay": 0.0 if key.endswith("-no-decay") else cfg.weight_decay}

@@ -129,7 +129,7 @@ def test_demo_config_scales_the_pipeline():
     assert small.seed == 4 and small.clips == 40 and small.defects == {k: 1 for k in small.defect_kinds}
     scaled = scaled_pipeline(spec, small)
     assert scaled["split"]["parts"]["valor32k-test"] == 6 and scaled["train"]["steps"] == 6
-    assert spec["train"]["steps"] == 50                  # the pipeline itself is untouched
+    assert spec["train"]["steps"] == 150                 # the pipeline itself is untouched
     with pytest.raises(ValueError):
         DemoConfig(defect_share=1.0)
     with pytest.raises(ConfigError):

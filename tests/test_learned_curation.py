@@ -26,7 +26,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -40,11 +39,13 @@ from valor_data.curate.pseudo import CaptionConfig, judge  # noqa: E402
 from valor_data.curate.score import ScoreConfig, run_score, sha256_file  # noqa: E402
 from valor_data.errors import ValorError  # noqa: E402
 from valor_data.synth.shards import SynthShards, make_synthetic_shards  # noqa: E402
-from valor_data.table import CLIP_SCHEMA, clip_row, read_table, to_table, write_table  # noqa: E402
+from valor_data.table import CLIP_SCHEMA, read_table, to_table, write_table  # noqa: E402
 from valor_data.train import metrics  # noqa: E402
 from valor_data.train.api import train_and_evaluate  # noqa: E402
 from valor_data.train.config import TrainConfig  # noqa: E402
 from valor_data.workdir import Workdir  # noqa: E402
+
+from helpers import tar_samples, write_fetched  # noqa: E402
 
 # one tiny model is rendered for and trained once for the module (4-8 minutes on a shared 2-core
 # machine, setup of the first test): more than the suite's default per-test timeout allows
@@ -53,16 +54,6 @@ HELD = 100
 MISMATCHED = 20
 TRAIN = TrainConfig(preset="tiny", model={"max_text_len": 16}, steps=240, batch_size=32, lr=0.001,
                     warmup_steps=6, workers=2, log_every=20, caption_samples=64)
-
-
-def _samples(tars: list[Path]) -> dict[str, dict[str, bytes]]:
-    samples: dict[str, dict[str, bytes]] = {}
-    for path in tars:
-        with tarfile.open(path) as tar:
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    return dict(sorted(samples.items()))
 
 
 def _words(caption: str) -> tuple[str, str, str]:
@@ -80,25 +71,6 @@ def _donor(keys: list[str], i: int, differs) -> str:
     raise AssertionError("no donor")
 
 
-def write_fetched(root: Path, samples: dict[str, dict[str, bytes]], audio_from: dict[str, str],
-                  caption_from: dict[str, str], captions: bool = True) -> Workdir:
-    """A fetched work dir of ``samples``: media, manifest (their captions, or none), fetch.parquet."""
-    workdir = Workdir.create(root)
-    rows = []
-    for key, members in samples.items():
-        meta = json.loads(members["json"])
-        mp4, flac = workdir.media_path(key, "mp4"), workdir.media_path(key, "flac")
-        mp4.parent.mkdir(parents=True, exist_ok=True)
-        mp4.write_bytes(members["mp4"])
-        flac.write_bytes(samples[audio_from.get(key, key)]["flac"])
-        caption = json.loads(samples[caption_from.get(key, key)]["json"])["captions"]
-        rows.append(clip_row(clip_id=key, source="audioset", subset="unbalanced_train", video_id=meta["video_id"],
-                             start_s=0.0, end_s=meta["end_s"], captions=caption if captions else []))
-    write_table(to_table(rows, CLIP_SCHEMA), workdir.manifest)
-    write_table(pa.table({"clip_id": list(samples), "status": ["ok"] * len(samples)}), workdir.path("fetch.parquet"))
-    return workdir
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny model on aligned shards: (root, checkpoint, eval result, held-out samples)."""
@@ -107,7 +79,7 @@ def trained(tmp_path_factory):
                                                             ("heldout", HELD)), per_shard=80, linked_sound=True,
                                                     seconds=3.0))
     result = train_and_evaluate(root, TRAIN)
-    held = _samples(sorted(lists["heldout"].parent.glob("heldout-*.tar")))
+    held = tar_samples(sorted(lists["heldout"].parent.glob("heldout-*.tar")))
     return root, Path(result["checkpoint"]), result, held
 
 

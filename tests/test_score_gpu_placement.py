@@ -8,25 +8,22 @@ gloo, where they must give exactly the local pool's table.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from valor_data.curate.score import ScoreConfig, run_score
 from valor_data.distribute import collect, plan, run_tasks
 from valor_data.errors import ConfigError
-from valor_data.table import CLIP_SCHEMA, clip_row, to_table, write_table
 from valor_data.workdir import Workdir
 
 from distribute_workers import where
+from helpers import tar_samples, write_fetched
 
 ROWS = [{"clip_id": f"c{i:03d}"} for i in range(12)]
 SMALL = {"max_text_len": 16, "text_hidden": 32, "text_layers": 1, "text_heads": 2, "text_ffn": 64,
@@ -86,23 +83,7 @@ def _fetched(root: Path) -> Workdir:
 
     lists = make_synthetic_shards(root / "synth", SynthShards(splits=(("heldout", 6),), per_shard=6, seconds=2.0,
                                                               workers=2))
-    workdir = Workdir.create(root / "w")
-    rows = []
-    for tar_path in sorted(lists["heldout"].parent.glob("heldout-*.tar")):
-        with tarfile.open(tar_path) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar}
-        for name in sorted(n for n in members if n.endswith(".json")):
-            key = name.removesuffix(".json")
-            meta = json.loads(members[name])
-            workdir.media_path(key, "mp4").parent.mkdir(parents=True, exist_ok=True)
-            workdir.media_path(key, "mp4").write_bytes(members[f"{key}.mp4"])
-            workdir.media_path(key, "flac").write_bytes(members[f"{key}.flac"])
-            rows.append(clip_row(clip_id=key, source="audioset", subset="unbalanced_train", video_id=meta["video_id"],
-                                 start_s=0.0, end_s=meta["end_s"], captions=meta["captions"]))
-    write_table(to_table(rows, CLIP_SCHEMA), workdir.manifest)
-    write_table(pa.table({"clip_id": [r["clip_id"] for r in rows], "status": ["ok"] * len(rows)}),
-                workdir.path("fetch.parquet"))
-    return workdir
+    return write_fetched(root / "w", tar_samples(sorted(lists["heldout"].parent.glob("heldout-*.tar"))), {}, {})
 
 
 def _random_checkpoint(path: Path, captions: list[str]) -> Path:

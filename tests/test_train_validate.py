@@ -20,7 +20,6 @@ import contextlib
 import io
 import json
 import random
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,8 @@ from valor_data.train import loop  # noqa: E402
 from valor_data.train.config import TrainConfig  # noqa: E402
 from valor_data.train.evaluate import evaluate_split  # noqa: E402
 from valor_data.train.validate import judge  # noqa: E402
+
+from helpers import tar_samples  # noqa: E402
 
 TEST_CLIPS = 160
 PIPELINE = """\
@@ -73,21 +74,11 @@ def validated(corpus, tmp_path_factory):
     return code, json.loads((corpus / "validation.json").read_text()), out.getvalue()
 
 
-def _samples(tars: list[Path]) -> list[tuple[str, dict[str, bytes]]]:
-    samples: dict[str, dict[str, bytes]] = {}
-    for path in tars:
-        with tarfile.open(path) as tar:
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    return sorted(samples.items())
-
-
 def _broken_copy(corpus: Path, out: Path, members: tuple[str, ...], share: float = 1.0) -> Path:
     """A work dir whose test split takes ``members`` (e.g. ``("flac",)``) from other clips: every
     clip from the next one (a cyclic derangement), or ``share`` of the clips swapped in pairs."""
     (out / "shards").mkdir(parents=True)
-    samples = _samples(sorted((corpus / "shards").glob("valor32k-test-*.tar")))
+    samples = list(tar_samples(sorted((corpus / "shards").glob("valor32k-test-*.tar"))).items())
     n = len(samples)
     if share >= 1.0:
         source = [(i + 1) % n for i in range(n)]

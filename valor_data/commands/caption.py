@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from valor_data.commands.common import pipeline_option, workdir_option
+from valor_data.commands.common import pipeline_option, placement_options, workdir_option
 
 
 def parse_threshold(value: str | None) -> float | dict | None:
@@ -27,12 +27,7 @@ def parse_threshold(value: str | None) -> float | dict | None:
 @click.option("--min-score", help="Keep captions whose MGA t2av score is at least this: a number, pP (the P-th "
                                   "percentile of the generated ones) or none. Default: the pipeline's, else p20.")
 @click.option("--beam", type=int, help="Beam size (VALOR: 3).")
-@click.option("--distributor", type=click.Choice(["local", "ray", "torchrun"]), default="local", show_default=True,
-              help="torchrun: one process per GPU, started by torchrun --nproc_per_node N $(which valor-data).")
-@click.option("--workers", default=1, show_default=True, help="Worker processes or Ray actors (one per GPU on CUDA).")
-@click.option("--gpus-per-worker", type=float, help="GPUs each worker holds (default 1 when the model runs on CUDA, "
-                                                     "else 0; Ray takes fractions).")
-@click.option("--ray-address", help="Ray cluster to join (with --distributor ray).")
+@placement_options
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs.")
 @click.option("--task-size", type=int, help="Clips per task (overrides the pipeline).")
 @click.option("--redo", type=click.Choice(["all", "failed"]), help="Caption again: every clip, or failed ones.")

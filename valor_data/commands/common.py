@@ -20,6 +20,24 @@ pipeline_option = click.option(
     help="Pipeline YAML (pipelines/*.yaml) with per-stage settings; flags override it.")
 
 
+_PLACEMENT = (
+    click.option("--distributor", type=click.Choice(["local", "ray", "torchrun"]), default="local", show_default=True,
+                 help="torchrun: one process per GPU, started by torchrun --nproc_per_node N $(which valor-data)."),
+    click.option("--workers", default=1, show_default=True, help="Worker processes or Ray actors (one per GPU on CUDA)."),
+    click.option("--gpus-per-worker", type=float, help="GPUs each worker holds (default 1 when the model runs on "
+                                                        "CUDA, else 0; Ray takes fractions)."),
+    click.option("--ray-address", help="Ray cluster to join (with --distributor ray)."),
+)
+
+
+def placement_options(command):
+    """``--distributor``, ``--workers``, ``--gpus-per-worker``, ``--ray-address``: where the commands
+    that run a checkpoint over clips (score, caption) run it."""
+    for option in reversed(_PLACEMENT):
+        command = option(command)
+    return command
+
+
 def split_spec(value: str) -> tuple[str | None, str]:
     """``subset=path`` -> (subset, path); a bare ``path`` -> (None, path)."""
     name, sep, path = value.partition("=")

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import click
 
-from valor_data.commands.common import pipeline_option, workdir_option
+from valor_data.commands.common import pipeline_option, placement_options, workdir_option
 
 
 @click.command("score")
 @workdir_option
 @pipeline_option
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A trainer checkpoint (ckpt.pt).")
-@click.option("--distributor", type=click.Choice(["local", "ray", "torchrun"]), default="local", show_default=True,
-              help="torchrun: one process per GPU, started by torchrun --nproc_per_node N $(which valor-data).")
-@click.option("--workers", default=1, show_default=True, help="Worker processes or Ray actors (one per GPU on CUDA).")
-@click.option("--gpus-per-worker", type=float, help="GPUs each worker holds (default 1 when the model runs on CUDA, "
-                                                     "else 0; Ray takes fractions).")
-@click.option("--ray-address", help="Ray cluster to join (with --distributor ray).")
+@placement_options
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the model runs (overrides the pipeline).")
 @click.option("--batch-size", type=int, help="Clips per forward pass (overrides the pipeline).")
 @click.option("--task-size", type=int, help="Clips per task (overrides the pipeline).")

@@ -29,6 +29,7 @@ from valor_data.curate.score import (
     prepared,
     run_model_tasks,
     scored_ids,
+    stamped,
 )
 from valor_data.distribute import plan, read_results, stage_lock, torchrun_rank
 from valor_data.distribute.tasks import Task, latest
@@ -120,7 +121,5 @@ def caption_task(task: Task, config: CaptionConfig) -> pa.Table:
     """Caption and score the clips of one task (runs in a worker process)."""
     from valor_data.curate import scoring
 
-    rows = scoring.caption_rows(Workdir(Path(task.workdir)), list(task.rows), config)
-    for row in rows:
-        row["checkpoint_sha256"] = config.checkpoint_sha256
-    return pa.Table.from_pylist(rows, schema=GENERATED_SCHEMA)
+    return stamped(scoring.caption_rows(Workdir(Path(task.workdir)), list(task.rows), config), config,
+                   GENERATED_SCHEMA)

@@ -228,7 +228,11 @@ def score_task(task: Task, config: ScoreConfig) -> pa.Table:
     """Score the clips of one task (runs in a worker process)."""
     from valor_data.curate import scoring
 
-    rows = scoring.score_rows(Workdir(Path(task.workdir)), list(task.rows), config)
+    return stamped(scoring.score_rows(Workdir(Path(task.workdir)), list(task.rows), config), config, SCORE_SCHEMA)
+
+
+def stamped(rows: list[dict], config, schema: pa.Schema) -> pa.Table:
+    """A task's result rows with the checkpoint's hash, as a table of ``schema``."""
     for row in rows:
         row["checkpoint_sha256"] = config.checkpoint_sha256
-    return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=schema)

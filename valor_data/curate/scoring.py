@@ -161,15 +161,22 @@ def caption_scores(model: VALOR, tokenizer, clips: dict, device: torch.device, c
     return out, av_scores(sims, float(model.logit_scale.exp().clamp(max=100.0)))
 
 
-@torch.no_grad()
-def score_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
-    """Score rows of one task: one result row per input row (``ok`` or ``error``)."""
+def encoded_task(workdir: Workdir, rows: list[dict], config) -> tuple:
+    """(model, tokenizer, device, ``encode``'s output or None when no row decodes, the error rows
+    of those that do not) for the rows of one task."""
     model, tokenizer, device, spec = load(config)
     decoded, failed = decode_rows(workdir, rows, spec)
     out = [{"clip_id": cid, "status": "error", "error": why} for cid, why in failed.items()]
-    if not decoded:
+    clips = encode(model, tokenizer, decoded, device, config) if decoded else None
+    return model, tokenizer, device, clips, out
+
+
+@torch.no_grad()
+def score_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
+    """Score rows of one task: one result row per input row (``ok`` or ``error``)."""
+    model, tokenizer, device, clips, out = encoded_task(workdir, rows, config)
+    if clips is None:
         return out
-    clips = encode(model, tokenizer, decoded, device, config)
     per_clip, av = caption_scores(model, tokenizer, clips, device, config)
     for i, key in enumerate(clips["key"]):
         row = {"clip_id": key, "status": "ok", "error": None, "captions": len(clips["captions"][i]),
@@ -184,12 +191,9 @@ def score_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
 def caption_rows(workdir: Workdir, rows: list[dict], config) -> list[dict]:
     """Caption rows of one task by MGC beam search (``evaluate.captions``) and score each caption
     with its clip: one result row per input row (``ok`` or ``error``)."""
-    model, tokenizer, device, spec = load(config)
-    decoded, failed = decode_rows(workdir, rows, spec)
-    out = [{"clip_id": cid, "status": "error", "error": why} for cid, why in failed.items()]
-    if not decoded:
+    model, tokenizer, device, clips, out = encoded_task(workdir, rows, config)
+    if clips is None:
         return out
-    clips = encode(model, tokenizer, decoded, device, config)
     with autocast(device, config.bf16):
         generated, _ = evaluate.captions(model, clips, tokenizer, device, config.beam, config.max_tokens,
                                          config.length_penalty, config.batch_size)
